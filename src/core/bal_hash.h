@@ -1,0 +1,54 @@
+/*
+ * bal_hash.h -- small, fast, deterministic 64-bit hashing for the core.
+ *
+ * Used for table placement (seeded, so that clients cannot aim at a slot), for the digest
+ * that decides whether a retried request has the same content, for the order-independent
+ * state hash and for the snapshot checksum. Not a cryptographic hash: nothing here defends
+ * against a party that knows the seed. Byte order is little-endian (x86-64, ARM64).
+ */
+#ifndef BAL_HASH_H
+#define BAL_HASH_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#define BAL_HASH_P0 0xa0761d6478bd642full
+#define BAL_HASH_P1 0xe7037ed1a0b428dbull
+#define BAL_HASH_P2 0x8ebc6af09c88c6e3ull
+#define BAL_HASH_P3 0x589965cc75374cc3ull
+
+/* Multiply two words into 128 bits and fold the halves: the core mixing step. */
+static inline uint64_t bal_hash_mix(uint64_t a, uint64_t b) {
+    unsigned __int128 product = (unsigned __int128)a * b;
+    return (uint64_t)product ^ (uint64_t)(product >> 64);
+}
+
+static inline uint64_t bal_hash_u64(uint64_t value, uint64_t seed) {
+    return bal_hash_mix(value ^ seed ^ BAL_HASH_P0, BAL_HASH_P1 ^ (value >> 32)) ^ value;
+}
+
+static inline uint64_t bal_hash_bytes(const void *data, size_t length, uint64_t seed) {
+    const uint8_t *bytes = (const uint8_t *)data;
+    uint64_t state = seed ^ bal_hash_mix(length ^ BAL_HASH_P0, BAL_HASH_P1);
+    while (length >= 8) {
+        uint64_t word;
+        memcpy(&word, bytes, 8);
+        state = bal_hash_mix(state ^ word, BAL_HASH_P2);
+        bytes += 8;
+        length -= 8;
+    }
+    if (length > 0) {
+        uint64_t word = 0;
+        memcpy(&word, bytes, length);
+        state = bal_hash_mix(state ^ word ^ ((uint64_t)length << 56), BAL_HASH_P3);
+    }
+    return bal_hash_mix(state, BAL_HASH_P0 ^ BAL_HASH_P3);
+}
+
+/* Range reduction without a modulo: maps a 64-bit hash onto [0, range). */
+static inline uint64_t bal_hash_reduce(uint64_t hash, uint64_t range) {
+    return (uint64_t)(((unsigned __int128)hash * range) >> 64);
+}
+
+#endif

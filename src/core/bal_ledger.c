@@ -1,0 +1,605 @@
+/*
+ * bal_ledger.c -- balances in one open-addressing table, currencies interned to small ids,
+ * every operation expressed as legs and applied all-or-none.
+ *
+ * Every typed operation becomes one or two legs (DEPOSIT: +available; FREEZE: -available
+ * +frozen; TRANSFER: -available on the source, +available on the target; ...), so one
+ * planner checks every rule: no balance below zero, none above BAL_MONEY_MAX, room for
+ * balances that a credit creates. Only when the whole command passes are the legs written.
+ */
+#include "bal_ledger.h"
+
+#include <assert.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "bal_hash.h"
+#include "bal_idempotency.h"
+
+#define CURRENCY_NONE UINT32_MAX
+#define CURRENCY_INDEX_SLOTS (2 * BAL_CURRENCIES_MAX)
+
+/* One balance: 48 bytes. account_id 0 marks an empty slot (valid accounts are > 0). */
+typedef struct entry {
+    uint64_t account_id;
+    uint32_t currency_id;
+    uint32_t reserved;
+    bal_amount available;
+    bal_amount frozen;
+} entry;
+_Static_assert(sizeof(entry) == 48, "a balance entry is 48 bytes");
+
+struct bal_ledger {
+    entry *table;
+    uint64_t slot_count;          /* capacity * 4/3, rounded up: load factor <= 3/4 */
+    uint64_t balance_count;
+    uint64_t balance_capacity;
+    uint64_t sequence;
+    uint64_t seed;
+    uint32_t currency_count;
+    bool forgetful;               /* ids may have left memory: the look-up hook is needed */
+    int64_t retention_ms;
+    bal_idempotency *ids;
+    uint64_t currency_codes[BAL_CURRENCIES_MAX];
+    uint16_t currency_index[CURRENCY_INDEX_SLOTS]; /* id + 1; 0 = empty */
+};
+
+/* A leg being planned: where its balance lives and its values before and after. */
+typedef struct plan_leg {
+    entry *slot;                  /* NULL: no balance yet */
+    uint64_t account_id;
+    uint64_t currency_code;
+    uint32_t currency_id;         /* CURRENCY_NONE: currency never seen */
+    bool create;
+    bal_amount available_before, frozen_before, available_after, frozen_after;
+} plan_leg;
+
+const char *bal_ledger_status_name(bal_ledger_status status) {
+    switch (status) {
+    case BAL_LEDGER_OK: return "ok";
+    case BAL_LEDGER_INVALID_CONFIG: return "invalid_config";
+    case BAL_LEDGER_OUT_OF_MEMORY: return "out_of_memory";
+    case BAL_LEDGER_SNAPSHOT_TRUNCATED: return "snapshot_truncated";
+    case BAL_LEDGER_SNAPSHOT_BAD_MAGIC: return "snapshot_bad_magic";
+    case BAL_LEDGER_SNAPSHOT_BAD_VERSION: return "snapshot_bad_version";
+    case BAL_LEDGER_SNAPSHOT_BAD_CHECKSUM: return "snapshot_bad_checksum";
+    case BAL_LEDGER_SNAPSHOT_CORRUPT: return "snapshot_corrupt";
+    case BAL_LEDGER_SNAPSHOT_TOO_LARGE: return "snapshot_too_large";
+    case BAL_LEDGER_NOT_EMPTY: return "not_empty";
+    case BAL_LEDGER_BUFFER_TOO_SMALL: return "buffer_too_small";
+    }
+    return "unknown";
+}
+
+void bal_ledger_config_default(bal_ledger_config *config) {
+    assert(config != NULL);
+    config->balance_capacity = 1u << 20;
+    config->idempotency_count_max = 1u << 20;
+    config->idempotency_bytes_max = 128ull << 20;
+    config->idempotency_retention_ms = 24ll * 3600 * 1000;
+    config->hash_seed = 0x5eed;
+}
+
+bal_ledger_status bal_ledger_create(const bal_ledger_config *config, bal_ledger **ledger_out) {
+    assert(config != NULL && ledger_out != NULL);
+    if (config->balance_capacity == 0 || config->balance_capacity > BAL_BALANCES_MAX ||
+        config->idempotency_count_max == 0 || config->idempotency_count_max > BAL_IDEMPOTENCY_COUNT_MAX ||
+        config->idempotency_retention_ms <= 0 ||
+        config->idempotency_bytes_max < 4 * bal_idempotency_record_bytes_max()) {
+        return BAL_LEDGER_INVALID_CONFIG;
+    }
+    bal_ledger *ledger = calloc(1, sizeof(*ledger));
+    if (ledger == NULL) return BAL_LEDGER_OUT_OF_MEMORY;
+    ledger->balance_capacity = config->balance_capacity;
+    ledger->slot_count = config->balance_capacity + (config->balance_capacity + 2) / 3;
+    ledger->table = calloc(ledger->slot_count, sizeof(entry));
+    ledger->ids = bal_idempotency_create(config->idempotency_count_max,
+                                         config->idempotency_bytes_max, config->hash_seed);
+    if (ledger->table == NULL || ledger->ids == NULL) {
+        bal_ledger_destroy(ledger);
+        return BAL_LEDGER_OUT_OF_MEMORY;
+    }
+    ledger->seed = config->hash_seed;
+    ledger->retention_ms = config->idempotency_retention_ms;
+    *ledger_out = ledger;
+    return BAL_LEDGER_OK;
+}
+
+void bal_ledger_destroy(bal_ledger *ledger) {
+    if (ledger == NULL) return;
+    free(ledger->table);
+    bal_idempotency_destroy(ledger->ids);
+    free(ledger);
+}
+
+static uint32_t currency_find(const bal_ledger *ledger, uint64_t code) {
+    uint32_t i = (uint32_t)(bal_hash_u64(code, 0) & (CURRENCY_INDEX_SLOTS - 1));
+    for (;; i = (i + 1) & (CURRENCY_INDEX_SLOTS - 1)) {
+        uint16_t slot = ledger->currency_index[i];
+        if (slot == 0) return CURRENCY_NONE;
+        if (ledger->currency_codes[slot - 1] == code) return slot - 1u;
+    }
+}
+
+static uint32_t currency_intern(bal_ledger *ledger, uint64_t code) {
+    assert(ledger->currency_count < BAL_CURRENCIES_MAX);
+    assert(currency_find(ledger, code) == CURRENCY_NONE);
+    uint32_t id = ledger->currency_count++;
+    ledger->currency_codes[id] = code;
+    uint32_t i = (uint32_t)(bal_hash_u64(code, 0) & (CURRENCY_INDEX_SLOTS - 1));
+    while (ledger->currency_index[i] != 0) i = (i + 1) & (CURRENCY_INDEX_SLOTS - 1);
+    ledger->currency_index[i] = (uint16_t)(id + 1);
+    return id;
+}
+
+static uint64_t slot_home(const bal_ledger *ledger, uint64_t account_id, uint32_t currency_id) {
+    uint64_t hash = bal_hash_u64(account_id ^ ((uint64_t)currency_id << 48), ledger->seed);
+    return bal_hash_reduce(hash, ledger->slot_count);
+}
+
+/* Finds the entry of (account, currency), or the empty slot where it would go. */
+static entry *slot_find(const bal_ledger *ledger, uint64_t account_id, uint32_t currency_id) {
+    assert(account_id != 0);
+    uint64_t i = slot_home(ledger, account_id, currency_id);
+    for (;;) {
+        entry *e = &ledger->table[i];
+        if (e->account_id == 0 || (e->account_id == account_id && e->currency_id == currency_id)) return e;
+        if (++i == ledger->slot_count) i = 0;
+    }
+}
+
+static entry *entry_find(const bal_ledger *ledger, uint64_t account_id, uint64_t currency_code) {
+    uint32_t currency_id = currency_find(ledger, currency_code);
+    if (currency_id == CURRENCY_NONE) return NULL;
+    entry *e = slot_find(ledger, account_id, currency_id);
+    return e->account_id == 0 ? NULL : e;
+}
+
+static entry *entry_create(bal_ledger *ledger, uint64_t account_id, uint64_t currency_code) {
+    assert(ledger->balance_count < ledger->balance_capacity);
+    uint32_t currency_id = currency_find(ledger, currency_code);
+    if (currency_id == CURRENCY_NONE) currency_id = currency_intern(ledger, currency_code);
+    entry *e = slot_find(ledger, account_id, currency_id);
+    assert(e->account_id == 0);
+    e->account_id = account_id;
+    e->currency_id = currency_id;
+    ledger->balance_count++;
+    return e;
+}
+
+/* Expresses a command as legs. Returns the leg count. */
+static unsigned command_legs(const bal_command *command, bal_leg *legs) {
+    bal_amount amount = command->amount;
+    legs[0] = (bal_leg){command->account_id, command->currency, 0, 0};
+    switch ((bal_op)command->type) {
+    case BAL_OP_DEPOSIT: legs[0].available_delta = amount; return 1;
+    case BAL_OP_WITHDRAW: legs[0].available_delta = -amount; return 1;
+    case BAL_OP_FREEZE: legs[0].available_delta = -amount; legs[0].frozen_delta = amount; return 1;
+    case BAL_OP_UNFREEZE: legs[0].available_delta = amount; legs[0].frozen_delta = -amount; return 1;
+    case BAL_OP_DEDUCT_FROZEN: legs[0].frozen_delta = -amount; return 1;
+    case BAL_OP_TRANSFER:
+        legs[0].available_delta = -amount;
+        legs[1] = (bal_leg){command->to_account_id, command->currency, amount, 0};
+        return 2;
+    case BAL_OP_EVENT:
+        memcpy(legs, command->legs, command->leg_count * sizeof(bal_leg));
+        return command->leg_count;
+    }
+    assert(0 && "unknown operation");
+    return 0;
+}
+
+/* First rule a leg breaks, in the order: available, frozen, overflow. */
+static bal_result leg_check(const plan_leg *leg) {
+    if (leg->available_after < 0) return BAL_RESULT_INSUFFICIENT_AVAILABLE;
+    if (leg->frozen_after < 0) return BAL_RESULT_INSUFFICIENT_FROZEN;
+    if (leg->available_after > BAL_MONEY_MAX || leg->frozen_after > BAL_MONEY_MAX) return BAL_RESULT_OVERFLOW;
+    return BAL_RESULT_OK;
+}
+
+/* Counts the distinct currencies among creating legs that the ledger has never seen. */
+static uint32_t new_currency_count(const plan_leg *plan, unsigned count) {
+    uint32_t distinct = 0;
+    for (unsigned i = 0; i < count; i++) {
+        if (!plan[i].create || plan[i].currency_id != CURRENCY_NONE) continue;
+        bool seen = false;
+        for (unsigned j = 0; j < i && !seen; j++) {
+            seen = plan[j].create && plan[j].currency_code == plan[i].currency_code;
+        }
+        distinct += seen ? 0 : 1;
+    }
+    return distinct;
+}
+
+static bal_result plan_legs(const bal_ledger *ledger, const bal_leg *legs, unsigned count, plan_leg *plan) {
+    bal_result result = BAL_RESULT_OK;
+    uint64_t creates = 0;
+    for (unsigned i = 0; i < count; i++) {
+        plan_leg *p = &plan[i];
+        p->account_id = legs[i].account_id;
+        p->currency_code = legs[i].currency.code;
+        p->currency_id = currency_find(ledger, p->currency_code);
+        p->slot = NULL;
+        if (p->currency_id != CURRENCY_NONE) {
+            entry *e = slot_find(ledger, p->account_id, p->currency_id);
+            if (e->account_id != 0) p->slot = e;
+        }
+        p->available_before = p->slot ? p->slot->available : 0;
+        p->frozen_before = p->slot ? p->slot->frozen : 0;
+        /* Operands are within +-BAL_MONEY_MAX < 2^120: the sums cannot wrap. */
+        p->available_after = p->available_before + legs[i].available_delta;
+        p->frozen_after = p->frozen_before + legs[i].frozen_delta;
+        p->create = p->slot == NULL && (p->available_after > 0 || p->frozen_after > 0);
+        creates += p->create ? 1 : 0;
+        if (result == BAL_RESULT_OK) result = leg_check(p);
+    }
+    if (result != BAL_RESULT_OK) return result;
+    if (creates > ledger->balance_capacity - ledger->balance_count) return BAL_RESULT_CAPACITY_EXCEEDED;
+    if (creates > 0 && new_currency_count(plan, count) > BAL_CURRENCIES_MAX - ledger->currency_count) {
+        return BAL_RESULT_CAPACITY_EXCEEDED;
+    }
+    return BAL_RESULT_OK;
+}
+
+static void commit_legs(bal_ledger *ledger, plan_leg *plan, unsigned count) {
+    for (unsigned i = 0; i < count; i++) {
+        plan_leg *p = &plan[i];
+        if (p->create) p->slot = entry_create(ledger, p->account_id, p->currency_code);
+        if (p->slot == NULL) continue; /* a zero leg on a balance that does not exist */
+        assert(p->available_after >= 0 && p->frozen_after >= 0);
+        p->slot->available = p->available_after;
+        p->slot->frozen = p->frozen_after;
+    }
+}
+
+static void apply_one(bal_ledger *ledger, const bal_command *command, bal_outcome *outcome) {
+    bal_leg legs[BAL_COMMAND_BALANCES_MAX];
+    plan_leg plan[BAL_COMMAND_BALANCES_MAX];
+    unsigned count = command_legs(command, legs);
+    assert(count >= 1 && count <= BAL_COMMAND_BALANCES_MAX);
+    bal_result result = plan_legs(ledger, legs, count, plan);
+    if (result == BAL_RESULT_OK) commit_legs(ledger, plan, count);
+    outcome->sequence = ++ledger->sequence;
+    outcome->result = (uint8_t)result;
+    outcome->duplicate = false;
+    outcome->change_count = (uint8_t)count;
+    for (unsigned i = 0; i < count; i++) {
+        bal_change *c = &outcome->changes[i];
+        const plan_leg *p = &plan[i];
+        c->account_id = p->account_id;
+        c->currency.code = p->currency_code;
+        c->available_before = p->available_before;
+        c->frozen_before = p->frozen_before;
+        c->available_after = result == BAL_RESULT_OK ? p->available_after : p->available_before;
+        c->frozen_after = result == BAL_RESULT_OK ? p->frozen_after : p->frozen_before;
+    }
+}
+
+/* Answers a command whose id is remembered: duplicate if same content, else conflict. */
+static bool answer_remembered(bal_ledger *ledger, const bal_command *command, bal_digest digest,
+                              bal_outcome *outcome) {
+    bal_idempotency_view view;
+    if (!bal_idempotency_find(ledger->ids, command->transaction_id, command->transaction_id_length, &view)) {
+        return false;
+    }
+    if (bal_digest_equal(view.digest, digest)) {
+        bal_idempotency_outcome(&view, outcome);
+    } else {
+        outcome->sequence = view.sequence;
+        outcome->result = BAL_RESULT_CONFLICT;
+        outcome->duplicate = false;
+        outcome->change_count = 0;
+    }
+    return true;
+}
+
+void bal_ledger_apply(bal_ledger *ledger, const bal_command *commands, size_t count,
+                      bal_outcome *outcomes) {
+    assert(ledger != NULL);
+    assert(count == 0 || (commands != NULL && outcomes != NULL));
+    for (size_t i = 0; i < count; i++) {
+        const bal_command *command = &commands[i];
+        assert(bal_command_valid(command));
+        if (command->transaction_id_length == 0) {
+            apply_one(ledger, command, &outcomes[i]);
+            continue;
+        }
+        bal_idempotency_expire(ledger->ids, command->time_ms, ledger->retention_ms);
+        bal_digest digest = bal_command_digest(command);
+        if (answer_remembered(ledger, command, digest, &outcomes[i])) continue;
+        apply_one(ledger, command, &outcomes[i]);
+        bal_idempotency_insert(ledger->ids, command, digest, &outcomes[i]);
+    }
+    if (bal_idempotency_evicted(ledger->ids) > 0) ledger->forgetful = true;
+}
+
+bool bal_ledger_balance(const bal_ledger *ledger, uint64_t account_id, bal_currency currency,
+                        bal_amount *available_out, bal_amount *frozen_out) {
+    assert(ledger != NULL && available_out != NULL && frozen_out != NULL);
+    const entry *e = account_id == 0 ? NULL : entry_find(ledger, account_id, currency.code);
+    *available_out = e ? e->available : 0;
+    *frozen_out = e ? e->frozen : 0;
+    return e != NULL;
+}
+
+size_t bal_ledger_account_balances(const bal_ledger *ledger, uint64_t account_id,
+                                   bal_balance *balances_out, size_t max_count, size_t *total_out) {
+    assert(ledger != NULL && total_out != NULL);
+    size_t total = 0;
+    for (uint32_t id = 0; id < ledger->currency_count && account_id != 0; id++) {
+        const entry *e = slot_find(ledger, account_id, id);
+        if (e->account_id == 0) continue;
+        /* Insertion sort by currency code: accounts hold few currencies. */
+        if (total < max_count) {
+            size_t j = total;
+            bal_balance b = {{ledger->currency_codes[id]}, e->available, e->frozen};
+            while (j > 0 && balances_out[j - 1].currency.code > b.currency.code) {
+                balances_out[j] = balances_out[j - 1];
+                j--;
+            }
+            balances_out[j] = b;
+        }
+        total++;
+    }
+    *total_out = total;
+    return total < max_count ? total : max_count;
+}
+
+size_t bal_ledger_ids_to_look_up(const bal_ledger *ledger, const bal_command *commands,
+                                 size_t count, uint32_t *indexes_out) {
+    assert(ledger != NULL && indexes_out != NULL);
+    if (!ledger->forgetful) return 0;
+    size_t found = 0;
+    for (size_t i = 0; i < count; i++) {
+        const bal_command *c = &commands[i];
+        if (c->transaction_id_length == 0) continue;
+        bal_idempotency_view view;
+        if (!bal_idempotency_find(ledger->ids, c->transaction_id, c->transaction_id_length, &view)) {
+            indexes_out[found++] = (uint32_t)i;
+        }
+    }
+    return found;
+}
+
+void bal_ledger_remember(bal_ledger *ledger, const bal_command *original,
+                         const bal_outcome *original_outcome) {
+    assert(ledger != NULL && original != NULL && original_outcome != NULL);
+    assert(original->transaction_id_length > 0);
+    bal_idempotency_view view;
+    if (bal_idempotency_find(ledger->ids, original->transaction_id, original->transaction_id_length, &view)) return;
+    bal_idempotency_insert(ledger->ids, original, bal_command_digest(original), original_outcome);
+}
+
+uint64_t bal_ledger_sequence(const bal_ledger *ledger) { return ledger->sequence; }
+uint64_t bal_ledger_balance_count(const bal_ledger *ledger) { return ledger->balance_count; }
+uint64_t bal_ledger_balance_capacity(const bal_ledger *ledger) { return ledger->balance_capacity; }
+uint64_t bal_ledger_balance_memory_bytes(const bal_ledger *ledger) { return ledger->slot_count * sizeof(entry); }
+uint64_t bal_ledger_idempotency_memory_bytes(const bal_ledger *ledger) {
+    return bal_idempotency_memory_bytes(ledger->ids);
+}
+uint32_t bal_ledger_idempotency_count(const bal_ledger *ledger) { return bal_idempotency_count(ledger->ids); }
+
+static uint64_t entry_hash(const entry *e, uint64_t currency_code, uint64_t seed) {
+    uint64_t words[6];
+    words[0] = e->account_id;
+    words[1] = currency_code;
+    memcpy(&words[2], &e->available, 16);
+    memcpy(&words[4], &e->frozen, 16);
+    return bal_hash_bytes(words, sizeof(words), seed);
+}
+
+bal_digest bal_ledger_hash(const bal_ledger *ledger) {
+    assert(ledger != NULL);
+    /* A sum of per-balance hashes does not depend on where balances sit in the table. */
+    uint64_t low = 0, high = 0;
+    for (uint64_t i = 0; i < ledger->slot_count; i++) {
+        const entry *e = &ledger->table[i];
+        if (e->account_id == 0) continue;
+        uint64_t code = ledger->currency_codes[e->currency_id];
+        low += entry_hash(e, code, BAL_HASH_P1);
+        high += entry_hash(e, code, BAL_HASH_P2);
+    }
+    uint64_t tail[4] = {low, high, ledger->sequence, ledger->balance_count};
+    bal_digest digest = {
+        .low = bal_hash_bytes(tail, sizeof(tail), BAL_HASH_P3),
+        .high = bal_hash_bytes(tail, sizeof(tail), BAL_HASH_P0),
+    };
+    return digest;
+}
+
+/*
+ * Snapshot encoding, version 1 (little-endian):
+ *   "BALSNAP1" | u32 version | u32 flags (bit 0: forgetful) | u64 sequence
+ *   u64 balance_count | u32 currency_count | u32 id_record_count | u64 id_record_bytes
+ *   currency_count x u64 code (in id order)
+ *   balance_count x (u64 account, u64 currency code, i128 available, i128 frozen)
+ *   id records, oldest first, as bal_idempotency_each gives them
+ *   16 bytes: the state hash (checked again after loading)
+ *   16 bytes: checksum of everything before
+ */
+#define SNAPSHOT_MAGIC "BALSNAP1"
+#define SNAPSHOT_VERSION 1u
+#define SNAPSHOT_HEADER_BYTES 48u
+#define SNAPSHOT_BALANCE_BYTES 48u
+#define SNAPSHOT_TRAILER_BYTES 32u
+#define SNAPSHOT_FLAG_FORGETFUL 1u
+
+typedef struct snapshot_writer {
+    uint8_t *buffer;
+    uint64_t length;
+    uint64_t id_records;
+} snapshot_writer;
+
+static void put_bytes(snapshot_writer *w, const void *bytes, uint64_t length) {
+    memcpy(w->buffer + w->length, bytes, length);
+    w->length += length;
+}
+
+static void put_id_record(void *context, const uint8_t *record, uint32_t length) {
+    snapshot_writer *w = context;
+    put_bytes(w, record, length);
+    w->id_records++;
+}
+
+static void count_id_bytes(void *context, const uint8_t *record, uint32_t length) {
+    (void)record;
+    *(uint64_t *)context += length;
+}
+
+uint64_t bal_ledger_snapshot_size(const bal_ledger *ledger) {
+    assert(ledger != NULL);
+    uint64_t id_bytes = 0;
+    bal_idempotency_each(ledger->ids, count_id_bytes, &id_bytes);
+    return SNAPSHOT_HEADER_BYTES + (uint64_t)ledger->currency_count * 8 +
+           ledger->balance_count * SNAPSHOT_BALANCE_BYTES + id_bytes + SNAPSHOT_TRAILER_BYTES;
+}
+
+static void put_checksum(snapshot_writer *w) {
+    uint64_t sum[2] = {
+        bal_hash_bytes(w->buffer, w->length, BAL_HASH_P0),
+        bal_hash_bytes(w->buffer, w->length, BAL_HASH_P3),
+    };
+    put_bytes(w, sum, sizeof(sum));
+}
+
+bal_ledger_status bal_ledger_snapshot_encode(const bal_ledger *ledger, uint8_t *buffer,
+                                             uint64_t buffer_size, uint64_t *length_out) {
+    assert(ledger != NULL && buffer != NULL && length_out != NULL);
+    uint64_t size = bal_ledger_snapshot_size(ledger);
+    if (buffer_size < size) return BAL_LEDGER_BUFFER_TOO_SMALL;
+    snapshot_writer w = {buffer, 0, 0};
+    uint64_t id_bytes = size - SNAPSHOT_HEADER_BYTES - (uint64_t)ledger->currency_count * 8 -
+                        ledger->balance_count * SNAPSHOT_BALANCE_BYTES - SNAPSHOT_TRAILER_BYTES;
+    uint32_t version = SNAPSHOT_VERSION, flags = ledger->forgetful ? SNAPSHOT_FLAG_FORGETFUL : 0;
+    uint32_t id_count = bal_idempotency_count(ledger->ids);
+    put_bytes(&w, SNAPSHOT_MAGIC, 8);
+    put_bytes(&w, &version, 4);
+    put_bytes(&w, &flags, 4);
+    put_bytes(&w, &ledger->sequence, 8);
+    put_bytes(&w, &ledger->balance_count, 8);
+    put_bytes(&w, &ledger->currency_count, 4);
+    put_bytes(&w, &id_count, 4);
+    put_bytes(&w, &id_bytes, 8);
+    put_bytes(&w, ledger->currency_codes, (uint64_t)ledger->currency_count * 8);
+    for (uint64_t i = 0; i < ledger->slot_count; i++) {
+        const entry *e = &ledger->table[i];
+        if (e->account_id == 0) continue;
+        put_bytes(&w, &e->account_id, 8);
+        put_bytes(&w, &ledger->currency_codes[e->currency_id], 8);
+        put_bytes(&w, &e->available, 16);
+        put_bytes(&w, &e->frozen, 16);
+    }
+    bal_idempotency_each(ledger->ids, put_id_record, &w);
+    assert(w.id_records == id_count);
+    bal_digest state = bal_ledger_hash(ledger);
+    put_bytes(&w, &state, sizeof(state));
+    put_checksum(&w);
+    assert(w.length == size);
+    *length_out = w.length;
+    return BAL_LEDGER_OK;
+}
+
+typedef struct snapshot_reader {
+    const uint8_t *buffer;
+    uint64_t length;
+    uint64_t offset;
+} snapshot_reader;
+
+static bool take(snapshot_reader *r, void *out, uint64_t length) {
+    if (r->length - r->offset < length) return false;
+    memcpy(out, r->buffer + r->offset, length);
+    r->offset += length;
+    return true;
+}
+
+static bool currency_code_valid(uint64_t code) {
+    char text[BAL_CURRENCY_LENGTH_MAX + 1];
+    bal_currency parsed;
+    if (code == 0 || code >= 4808584372417849ull /* 37^10 */) return false;
+    size_t length = bal_currency_format((bal_currency){code}, text);
+    return bal_currency_parse(text, length, &parsed) && parsed.code == code;
+}
+
+static bal_ledger_status read_balances(bal_ledger *ledger, snapshot_reader *r, uint64_t count) {
+    for (uint64_t i = 0; i < count; i++) {
+        uint64_t account_id, code;
+        bal_amount available, frozen;
+        if (!take(r, &account_id, 8) || !take(r, &code, 8) || !take(r, &available, 16) ||
+            !take(r, &frozen, 16)) return BAL_LEDGER_SNAPSHOT_TRUNCATED;
+        uint32_t currency_id = currency_find(ledger, code);
+        if (account_id == 0 || currency_id == CURRENCY_NONE || available < 0 || frozen < 0 ||
+            available > BAL_MONEY_MAX || frozen > BAL_MONEY_MAX) return BAL_LEDGER_SNAPSHOT_CORRUPT;
+        if (slot_find(ledger, account_id, currency_id)->account_id != 0) return BAL_LEDGER_SNAPSHOT_CORRUPT;
+        entry *e = entry_create(ledger, account_id, code);
+        e->available = available;
+        e->frozen = frozen;
+    }
+    return BAL_LEDGER_OK;
+}
+
+static bal_ledger_status read_id_records(bal_ledger *ledger, snapshot_reader *r, uint32_t count,
+                                         uint64_t bytes) {
+    if (r->length - r->offset < bytes) return BAL_LEDGER_SNAPSHOT_TRUNCATED;
+    uint64_t end = r->offset + bytes;
+    for (uint32_t i = 0; i < count; i++) {
+        uint32_t length;
+        if (end - r->offset < 4) return BAL_LEDGER_SNAPSHOT_CORRUPT;
+        memcpy(&length, r->buffer + r->offset, 4);
+        if (length > end - r->offset) return BAL_LEDGER_SNAPSHOT_CORRUPT;
+        if (!bal_idempotency_insert_raw(ledger->ids, r->buffer + r->offset, length)) {
+            return BAL_LEDGER_SNAPSHOT_CORRUPT;
+        }
+        r->offset += length;
+    }
+    return r->offset == end ? BAL_LEDGER_OK : BAL_LEDGER_SNAPSHOT_CORRUPT;
+}
+
+static bal_ledger_status snapshot_check_frame(const uint8_t *buffer, uint64_t length) {
+    if (length < SNAPSHOT_HEADER_BYTES + SNAPSHOT_TRAILER_BYTES) return BAL_LEDGER_SNAPSHOT_TRUNCATED;
+    if (memcmp(buffer, SNAPSHOT_MAGIC, 8) != 0) return BAL_LEDGER_SNAPSHOT_BAD_MAGIC;
+    uint64_t sum[2];
+    memcpy(sum, buffer + length - 16, 16);
+    if (sum[0] != bal_hash_bytes(buffer, length - 16, BAL_HASH_P0) ||
+        sum[1] != bal_hash_bytes(buffer, length - 16, BAL_HASH_P3)) return BAL_LEDGER_SNAPSHOT_BAD_CHECKSUM;
+    uint32_t version;
+    memcpy(&version, buffer + 8, 4);
+    if (version != SNAPSHOT_VERSION) return BAL_LEDGER_SNAPSHOT_BAD_VERSION;
+    return BAL_LEDGER_OK;
+}
+
+bal_ledger_status bal_ledger_snapshot_decode(bal_ledger *ledger, const uint8_t *buffer, uint64_t length) {
+    assert(ledger != NULL && buffer != NULL);
+    if (ledger->sequence != 0 || ledger->balance_count != 0 || ledger->currency_count != 0 ||
+        bal_idempotency_count(ledger->ids) != 0) return BAL_LEDGER_NOT_EMPTY;
+    bal_ledger_status status = snapshot_check_frame(buffer, length);
+    if (status != BAL_LEDGER_OK) return status;
+    snapshot_reader r = {buffer, length - SNAPSHOT_TRAILER_BYTES, 12};
+    uint32_t flags, currency_count, id_count;
+    uint64_t sequence, balance_count, id_bytes;
+    take(&r, &flags, 4);
+    take(&r, &sequence, 8);
+    take(&r, &balance_count, 8);
+    take(&r, &currency_count, 4);
+    take(&r, &id_count, 4);
+    take(&r, &id_bytes, 8);
+    if (currency_count > BAL_CURRENCIES_MAX) return BAL_LEDGER_SNAPSHOT_CORRUPT;
+    if (balance_count > ledger->balance_capacity) return BAL_LEDGER_SNAPSHOT_TOO_LARGE;
+    for (uint32_t i = 0; i < currency_count; i++) {
+        uint64_t code;
+        if (!take(&r, &code, 8)) return BAL_LEDGER_SNAPSHOT_TRUNCATED;
+        if (!currency_code_valid(code) || currency_find(ledger, code) != CURRENCY_NONE) {
+            return BAL_LEDGER_SNAPSHOT_CORRUPT;
+        }
+        currency_intern(ledger, code);
+    }
+    status = read_balances(ledger, &r, balance_count);
+    if (status == BAL_LEDGER_OK) status = read_id_records(ledger, &r, id_count, id_bytes);
+    if (status != BAL_LEDGER_OK) return status;
+    if (r.offset != r.length) return BAL_LEDGER_SNAPSHOT_CORRUPT;
+    ledger->sequence = sequence;
+    ledger->forgetful = (flags & SNAPSHOT_FLAG_FORGETFUL) != 0;
+    bal_digest expected;
+    memcpy(&expected, buffer + length - SNAPSHOT_TRAILER_BYTES, 16);
+    if (!bal_digest_equal(expected, bal_ledger_hash(ledger))) return BAL_LEDGER_SNAPSHOT_CORRUPT;
+    return BAL_LEDGER_OK;
+}

@@ -1,0 +1,112 @@
+/*
+ * bal_ledger.h -- the ledger state machine of one shard: balances, currencies, sequence
+ * and the idempotency memory, changed only by bal_ledger_apply.
+ *
+ * Pure: apply does no I/O, reads no clock, draws no randomness and allocates nothing. Time
+ * comes in with each command (time_ms), so replaying the same commands into a fresh ledger
+ * gives the same state, the same outcomes and the same state hash.
+ *
+ * All memory is allocated by bal_ledger_create from the configuration: the balance table
+ * holds balance_capacity entries (48 bytes each at a load factor of at most 3/4, so at most
+ * 64 bytes per balance); a command that would create a balance beyond it, or a currency
+ * beyond BAL_CURRENCIES_MAX, gets the result capacity_exceeded.
+ *
+ * Idempotency: recent ids are answered from memory (see bal_idempotency.h). For ids the
+ * memory may have forgotten, the caller runs the look-up hook before apply:
+ *   1. bal_ledger_ids_to_look_up() lists the commands of a batch whose ids are not in
+ *      memory but could have been seen before (the memory has evicted something, or the
+ *      ledger was loaded from a snapshot);
+ *   2. the caller asks its store for those ids in one batch;
+ *   3. for each one found, bal_ledger_remember() puts the original outcome back in memory;
+ *   4. bal_ledger_apply() then answers them as duplicates (or conflicts).
+ */
+#ifndef BAL_LEDGER_H
+#define BAL_LEDGER_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bal_types.h"
+
+typedef struct bal_ledger bal_ledger;
+
+typedef struct bal_ledger_config {
+    uint64_t balance_capacity;          /* 1 .. BAL_BALANCES_MAX */
+    uint32_t idempotency_count_max;     /* 1 .. BAL_IDEMPOTENCY_COUNT_MAX */
+    uint64_t idempotency_bytes_max;     /* arena for id records */
+    int64_t idempotency_retention_ms;   /* > 0: ids older than this leave memory */
+    uint64_t hash_seed;                 /* table placement; any value, e.g. random per process */
+} bal_ledger_config;
+
+typedef enum bal_ledger_status {
+    BAL_LEDGER_OK = 0,
+    BAL_LEDGER_INVALID_CONFIG,
+    BAL_LEDGER_OUT_OF_MEMORY,
+    BAL_LEDGER_SNAPSHOT_TRUNCATED,
+    BAL_LEDGER_SNAPSHOT_BAD_MAGIC,
+    BAL_LEDGER_SNAPSHOT_BAD_VERSION,
+    BAL_LEDGER_SNAPSHOT_BAD_CHECKSUM,
+    BAL_LEDGER_SNAPSHOT_CORRUPT,
+    BAL_LEDGER_SNAPSHOT_TOO_LARGE,      /* more balances than this ledger's capacity */
+    BAL_LEDGER_NOT_EMPTY,
+    BAL_LEDGER_BUFFER_TOO_SMALL,
+} bal_ledger_status;
+
+const char *bal_ledger_status_name(bal_ledger_status status);
+
+/* Defaults sized for one shard of a small node. */
+void bal_ledger_config_default(bal_ledger_config *config);
+
+bal_ledger_status bal_ledger_create(const bal_ledger_config *config, bal_ledger **ledger_out);
+void bal_ledger_destroy(bal_ledger *ledger);
+
+/* Applies commands in order; writes one outcome per command. Every command must satisfy
+ * bal_command_valid() (asserted). */
+void bal_ledger_apply(bal_ledger *ledger, const bal_command *commands, size_t count,
+                      bal_outcome *outcomes);
+
+/* Reads a balance; false (and zeros) if it was never credited. */
+bool bal_ledger_balance(const bal_ledger *ledger, uint64_t account_id, bal_currency currency,
+                        bal_amount *available_out, bal_amount *frozen_out);
+
+typedef struct bal_balance {
+    bal_currency currency;
+    bal_amount available;
+    bal_amount frozen;
+} bal_balance;
+
+/* Lists an account's balances ordered by currency; returns how many were written (at most
+ * max_count) and the total through total_out. */
+size_t bal_ledger_account_balances(const bal_ledger *ledger, uint64_t account_id,
+                                   bal_balance *balances_out, size_t max_count, size_t *total_out);
+
+/* The look-up hook (see above). Writes indexes into commands; returns how many. */
+size_t bal_ledger_ids_to_look_up(const bal_ledger *ledger, const bal_command *commands,
+                                 size_t count, uint32_t *indexes_out);
+/* Puts back the outcome of a command processed long ago (found in a store). No-op if the
+ * id is already in memory. */
+void bal_ledger_remember(bal_ledger *ledger, const bal_command *original,
+                         const bal_outcome *original_outcome);
+
+uint64_t bal_ledger_sequence(const bal_ledger *ledger);
+uint64_t bal_ledger_balance_count(const bal_ledger *ledger);
+uint64_t bal_ledger_balance_capacity(const bal_ledger *ledger);
+/* Bytes allocated for balances (table), and for the idempotency memory. */
+uint64_t bal_ledger_balance_memory_bytes(const bal_ledger *ledger);
+uint64_t bal_ledger_idempotency_memory_bytes(const bal_ledger *ledger);
+uint32_t bal_ledger_idempotency_count(const bal_ledger *ledger);
+
+/* The state hash: balances (independent of table layout), currencies and sequence. */
+bal_digest bal_ledger_hash(const bal_ledger *ledger);
+
+/* Snapshot encoding, versioned and checksummed: balances, currencies, sequence and the
+ * idempotency memory. size() gives an upper bound for the buffer. */
+uint64_t bal_ledger_snapshot_size(const bal_ledger *ledger);
+bal_ledger_status bal_ledger_snapshot_encode(const bal_ledger *ledger, uint8_t *buffer,
+                                             uint64_t buffer_size, uint64_t *length_out);
+/* Loads a snapshot into a freshly created (empty) ledger. */
+bal_ledger_status bal_ledger_snapshot_decode(bal_ledger *ledger, const uint8_t *buffer,
+                                             uint64_t length);
+
+#endif

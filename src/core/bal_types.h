@@ -1,0 +1,122 @@
+/*
+ * bal_types.h -- the core's vocabulary: currencies, operations, commands, results, outcomes.
+ *
+ * A command is one validated request (the boundary decoder builds it; the ledger applies
+ * it). An outcome is what applying it produced: the result code, the duplicate flag, the
+ * command's sequence number, and every touched balance before and after. Commands and
+ * outcomes are plain fixed-size structs: no pointers, no allocation, safe to copy.
+ */
+#ifndef BAL_TYPES_H
+#define BAL_TYPES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "bal_limits.h"
+#include "bal_money.h"
+
+/* A currency code packed into an integer: up to 10 characters of A-Z 0-9 in base 37,
+ * first character most significant, so comparing codes compares the texts. 0 is "none". */
+typedef struct bal_currency {
+    uint64_t code;
+} bal_currency;
+
+/* Operation types. The first five values are the legacy numeric codes of the seed API. */
+typedef enum bal_op {
+    BAL_OP_DEPOSIT = 0,
+    BAL_OP_WITHDRAW = 1,
+    BAL_OP_FREEZE = 2,
+    BAL_OP_UNFREEZE = 3,
+    BAL_OP_TRANSFER = 4,
+    BAL_OP_DEDUCT_FROZEN = 5,
+    BAL_OP_EVENT = 6,
+} bal_op;
+#define BAL_OP_COUNT 7
+
+/* Business outcomes, in order of how bad they are for the caller. Stable names. */
+typedef enum bal_result {
+    BAL_RESULT_OK = 0,
+    BAL_RESULT_INSUFFICIENT_AVAILABLE,
+    BAL_RESULT_INSUFFICIENT_FROZEN,
+    BAL_RESULT_OVERFLOW,
+    BAL_RESULT_CONFLICT,
+    /* The shard's balance table (or currency table) is full: the command is processed and
+     * consumes its id, like any rejection, so that replaying the log gives the same answer. */
+    BAL_RESULT_CAPACITY_EXCEEDED,
+} bal_result;
+#define BAL_RESULT_COUNT 6
+
+typedef struct bal_leg {
+    uint64_t account_id;
+    bal_currency currency;
+    bal_amount available_delta;
+    bal_amount frozen_delta;
+} bal_leg;
+
+typedef struct bal_command {
+    bal_amount amount;          /* > 0 for typed operations; 0 for EVENT */
+    uint64_t account_id;        /* > 0; the first leg's account for EVENT */
+    uint64_t to_account_id;     /* TRANSFER only; else 0 */
+    bal_currency currency;      /* typed operations; EVENT: the first leg's */
+    int64_t time_ms;            /* Unix milliseconds, stamped when the request arrived */
+    uint8_t type;               /* bal_op */
+    uint8_t transaction_id_length; /* 0 only for internal commands that are never retried */
+    uint8_t leg_count;          /* EVENT only: 1..BAL_EVENT_LEGS_MAX */
+    uint8_t has_memo;
+    uint16_t memo_length;
+    char transaction_id[BAL_TRANSACTION_ID_LENGTH_MAX];
+    char memo[BAL_MEMO_LENGTH_MAX];
+    bal_leg legs[BAL_EVENT_LEGS_MAX];
+} bal_command;
+
+/* One touched balance, before and after the command. */
+typedef struct bal_change {
+    uint64_t account_id;
+    bal_currency currency;
+    bal_amount available_before;
+    bal_amount available_after;
+    bal_amount frozen_before;
+    bal_amount frozen_after;
+} bal_change;
+
+typedef struct bal_outcome {
+    uint64_t sequence;          /* the command's sequence in its shard; a duplicate's is the original's */
+    uint8_t result;             /* bal_result */
+    bool duplicate;
+    uint8_t change_count;       /* 0 for conflict */
+    bal_change changes[BAL_COMMAND_BALANCES_MAX];
+} bal_outcome;
+
+/* 128 bits identifying a state or a request's content. */
+typedef struct bal_digest {
+    uint64_t low;
+    uint64_t high;
+} bal_digest;
+
+static inline bool bal_digest_equal(bal_digest a, bal_digest b) {
+    return a.low == b.low && a.high == b.high;
+}
+
+const char *bal_op_name(bal_op op);
+/* Parses an operation name ("DEPOSIT"...); false if unknown. */
+bool bal_op_from_name(const char *text, size_t length, bal_op *op_out);
+const char *bal_result_name(bal_result result);
+
+/* Validates and packs a currency text (1..10 of A-Z 0-9). */
+bool bal_currency_parse(const char *text, size_t length, bal_currency *currency_out);
+/* Writes the text of a currency (buffer of BAL_CURRENCY_LENGTH_MAX + 1); returns its length. */
+size_t bal_currency_format(bal_currency currency, char *buffer);
+
+/* Validates a transaction id (1..64 of A-Z a-z 0-9 . _ : -). */
+bool bal_transaction_id_valid(const char *text, size_t length);
+
+/* The digest of a command's normalised content (type, accounts, currency, amounts, legs,
+ * memo): equal digests mean "the same request" for idempotency. Time is excluded. */
+bal_digest bal_command_digest(const bal_command *command);
+
+/* Checks the invariants that the decoder establishes (types, ranges, leg rules). The
+ * ledger asserts it on every command it applies. */
+bool bal_command_valid(const bal_command *command);
+
+#endif
