@@ -46,6 +46,30 @@ static inline uint64_t bal_hash_bytes(const void *data, size_t length, uint64_t 
     return bal_hash_mix(state, BAL_HASH_P0 ^ BAL_HASH_P3);
 }
 
+/* Two independent 64-bit lanes in one pass: a 128-bit digest for the cost of one walk. */
+static inline void bal_hash_bytes128(const void *data, size_t length, uint64_t *low_out, uint64_t *high_out) {
+    const uint8_t *bytes = (const uint8_t *)data;
+    uint64_t a = bal_hash_mix(length ^ BAL_HASH_P0, BAL_HASH_P1);
+    uint64_t b = bal_hash_mix(length ^ BAL_HASH_P3, BAL_HASH_P2);
+    while (length >= 8) {
+        uint64_t word;
+        memcpy(&word, bytes, 8);
+        a = bal_hash_mix(a ^ word, BAL_HASH_P2);
+        b = bal_hash_mix(b ^ word ^ BAL_HASH_P0, BAL_HASH_P3);
+        bytes += 8;
+        length -= 8;
+    }
+    if (length > 0) {
+        uint64_t word = 0;
+        memcpy(&word, bytes, length);
+        word ^= (uint64_t)length << 56;
+        a = bal_hash_mix(a ^ word, BAL_HASH_P3);
+        b = bal_hash_mix(b ^ word ^ BAL_HASH_P1, BAL_HASH_P0);
+    }
+    *low_out = bal_hash_mix(a, BAL_HASH_P0 ^ BAL_HASH_P3);
+    *high_out = bal_hash_mix(b, BAL_HASH_P1 ^ BAL_HASH_P2);
+}
+
 /* Range reduction without a modulo: maps a 64-bit hash onto [0, range). */
 static inline uint64_t bal_hash_reduce(uint64_t hash, uint64_t range) {
     return (uint64_t)(((unsigned __int128)hash * range) >> 64);

@@ -100,11 +100,21 @@ static void view_of(const uint8_t *record, bal_idempotency_view *view) {
     view->changes = record + RECORD_HEADER_BYTES + ALIGN8(record[4]);
 }
 
+uint64_t bal_idempotency_hash(const bal_idempotency *memory, const char *transaction_id, size_t length) {
+    assert(memory != NULL && length <= BAL_TRANSACTION_ID_LENGTH_MAX);
+    return id_hash(memory, transaction_id, length);
+}
+
 bool bal_idempotency_find(const bal_idempotency *memory, const char *transaction_id,
                           size_t length, bal_idempotency_view *view_out) {
+    return bal_idempotency_find_hashed(memory, id_hash(memory, transaction_id, length), transaction_id,
+                                       length, view_out);
+}
+
+bool bal_idempotency_find_hashed(const bal_idempotency *memory, uint64_t hash, const char *transaction_id,
+                                 size_t length, bal_idempotency_view *view_out) {
     assert(memory != NULL && view_out != NULL);
     assert(length > 0 && length <= BAL_TRANSACTION_ID_LENGTH_MAX);
-    uint64_t hash = id_hash(memory, transaction_id, length);
     for (uint64_t i = hash & memory->slot_mask;; i = (i + 1) & memory->slot_mask) {
         uint64_t slot = memory->slots[i];
         if (slot == 0) return false;
@@ -113,6 +123,11 @@ bool bal_idempotency_find(const bal_idempotency *memory, const char *transaction
             return true;
         }
     }
+}
+
+void bal_idempotency_prefetch(const bal_idempotency *memory, uint64_t hash) {
+    assert(memory != NULL);
+    __builtin_prefetch(&memory->slots[hash & memory->slot_mask]);
 }
 
 /* Removes the index slot that points at offset, shifting later slots of the cluster back. */
@@ -191,8 +206,38 @@ static uint64_t place(bal_idempotency *memory, const uint8_t *record, uint32_t b
     return offset;
 }
 
+static uint64_t free_bytes(const bal_idempotency *memory) {
+    if (memory->count == 0) return memory->arena_bytes;
+    if (memory->head > memory->tail) return memory->arena_bytes - memory->head + memory->tail;
+    return memory->tail - memory->head;
+}
+
+uint32_t bal_idempotency_batch_max(const bal_idempotency *memory) {
+    uint64_t by_bytes = memory->arena_bytes / bal_idempotency_record_bytes_max() - 1;
+    uint32_t by_count = memory->count_max;
+    return by_bytes < by_count ? (uint32_t)by_bytes : by_count;
+}
+
+/* Free space of (n + 1) largest records holds n records of any size: at most one
+ * largest record's worth is lost at the arena's end when the head wraps. */
+void bal_idempotency_make_room(bal_idempotency *memory, uint32_t record_count) {
+    assert(memory != NULL);
+    assert(record_count <= bal_idempotency_batch_max(memory));
+    uint64_t bytes_needed = ((uint64_t)record_count + 1) * bal_idempotency_record_bytes_max();
+    while (memory->count > 0 &&
+           (memory->count + record_count > memory->count_max || free_bytes(memory) < bytes_needed)) {
+        evict_oldest(memory);
+    }
+}
+
 void bal_idempotency_insert(bal_idempotency *memory, const bal_command *command,
-                            bal_digest digest, const bal_outcome *outcome) {
+                            bal_digest digest, const bal_outcome *outcome, const bal_change *changes) {
+    uint64_t hash = id_hash(memory, command->transaction_id, command->transaction_id_length);
+    bal_idempotency_insert_hashed(memory, hash, command, digest, outcome, changes);
+}
+
+void bal_idempotency_insert_hashed(bal_idempotency *memory, uint64_t hash, const bal_command *command,
+                                   bal_digest digest, const bal_outcome *outcome, const bal_change *changes) {
     assert(memory != NULL && command != NULL && outcome != NULL);
     assert(command->transaction_id_length > 0);
     assert(outcome->change_count <= BAL_COMMAND_BALANCES_MAX);
@@ -200,7 +245,6 @@ void bal_idempotency_insert(bal_idempotency *memory, const bal_command *command,
                    BAL_COMMAND_BALANCES_MAX * RECORD_CHANGE_BYTES];
     uint32_t bytes = (uint32_t)(RECORD_HEADER_BYTES + ALIGN8(command->transaction_id_length) +
                                 outcome->change_count * RECORD_CHANGE_BYTES);
-    uint64_t hash = id_hash(memory, command->transaction_id, command->transaction_id_length);
     memset(record, 0, RECORD_HEADER_BYTES + ALIGN8(command->transaction_id_length));
     memcpy(record, &bytes, 4);
     record[4] = command->transaction_id_length;
@@ -214,7 +258,7 @@ void bal_idempotency_insert(bal_idempotency *memory, const bal_command *command,
     memcpy(record + RECORD_HEADER_BYTES, command->transaction_id, command->transaction_id_length);
     uint8_t *change = record + RECORD_HEADER_BYTES + ALIGN8(command->transaction_id_length);
     for (unsigned i = 0; i < outcome->change_count; i++, change += RECORD_CHANGE_BYTES) {
-        const bal_change *c = &outcome->changes[i];
+        const bal_change *c = &changes[i];
         memcpy(change, &c->account_id, 8);
         memcpy(change + 8, &c->currency.code, 8);
         memcpy(change + 16, &c->available_after, 16);
@@ -237,7 +281,7 @@ uint64_t bal_idempotency_expire(bal_idempotency *memory, int64_t now_ms, int64_t
     return expired;
 }
 
-void bal_idempotency_outcome(const bal_idempotency_view *view, bal_outcome *outcome_out) {
+void bal_idempotency_outcome(const bal_idempotency_view *view, bal_outcome *outcome_out, bal_change *changes_out) {
     assert(view != NULL && outcome_out != NULL);
     assert(view->change_count <= BAL_COMMAND_BALANCES_MAX);
     outcome_out->sequence = view->sequence;
@@ -246,7 +290,7 @@ void bal_idempotency_outcome(const bal_idempotency_view *view, bal_outcome *outc
     outcome_out->change_count = view->change_count;
     const uint8_t *change = view->changes;
     for (unsigned i = 0; i < view->change_count; i++, change += RECORD_CHANGE_BYTES) {
-        bal_change *c = &outcome_out->changes[i];
+        bal_change *c = &changes_out[i];
         memcpy(&c->account_id, change, 8);
         memcpy(&c->currency.code, change + 8, 8);
         memcpy(&c->available_after, change + 16, 16);

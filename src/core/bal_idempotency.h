@@ -44,20 +44,37 @@ size_t bal_idempotency_record_bytes_max(void);
 bal_idempotency *bal_idempotency_create(uint32_t count_max, uint64_t bytes_max, uint64_t seed);
 void bal_idempotency_destroy(bal_idempotency *memory);
 
+/* The seeded hash of an id; the *_hashed calls take it so that a caller computes it once. */
+uint64_t bal_idempotency_hash(const bal_idempotency *memory, const char *transaction_id, size_t length);
+
 /* Finds the record of an id; false if not remembered. */
 bool bal_idempotency_find(const bal_idempotency *memory, const char *transaction_id,
                           size_t length, bal_idempotency_view *view_out);
+bool bal_idempotency_find_hashed(const bal_idempotency *memory, uint64_t hash, const char *transaction_id,
+                                 size_t length, bal_idempotency_view *view_out);
 
-/* Remembers a processed command and the balances after it (taken from outcome->changes).
+/* Starts loading the index slot of an id's hash (a hint; no effect on the contents). */
+void bal_idempotency_prefetch(const bal_idempotency *memory, uint64_t hash);
+
+/* Remembers a processed command and the balances after it (outcome->change_count of changes).
  * Evicts the oldest records as needed to respect the bounds. The id must not be present. */
 void bal_idempotency_insert(bal_idempotency *memory, const bal_command *command,
-                            bal_digest digest, const bal_outcome *outcome);
+                            bal_digest digest, const bal_outcome *outcome, const bal_change *changes);
+void bal_idempotency_insert_hashed(bal_idempotency *memory, uint64_t hash, const bal_command *command,
+                                   bal_digest digest, const bal_outcome *outcome, const bal_change *changes);
+
+/* Evicts the oldest records until record_count more records of any size fit without
+ * further eviction. record_count <= bal_idempotency_batch_max(). */
+void bal_idempotency_make_room(bal_idempotency *memory, uint32_t record_count);
+/* The most records one make_room can promise room for. */
+uint32_t bal_idempotency_batch_max(const bal_idempotency *memory);
 
 /* Evicts records whose time is older than now_ms - retention_ms. Returns how many. */
 uint64_t bal_idempotency_expire(bal_idempotency *memory, int64_t now_ms, int64_t retention_ms);
 
-/* Rebuilds an outcome (flagged duplicate) from a record: before = after = remembered. */
-void bal_idempotency_outcome(const bal_idempotency_view *view, bal_outcome *outcome_out);
+/* Rebuilds an outcome (flagged duplicate) from a record: before = after = remembered.
+ * Writes view->change_count changes; outcome_out->first_change is left to the caller. */
+void bal_idempotency_outcome(const bal_idempotency_view *view, bal_outcome *outcome_out, bal_change *changes_out);
 
 uint32_t bal_idempotency_count(const bal_idempotency *memory);
 /* Records evicted since creation (by any bound). */

@@ -10,13 +10,29 @@
 #include "bal_ledger.h"
 
 #include <assert.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "bal_hash.h"
 #include "bal_idempotency.h"
 
 #define CURRENCY_NONE UINT32_MAX
+/* How many commands ahead apply prefetches balance slots: enough to overlap the cache
+ * misses of several commands, few enough that the lines are still there when needed. */
+#define PREFETCH_DISTANCE 8
+#define LOOKAHEAD_RING 16
+_Static_assert(LOOKAHEAD_RING > PREFETCH_DISTANCE && (LOOKAHEAD_RING & (LOOKAHEAD_RING - 1)) == 0,
+               "the look-ahead ring holds every command between prefetch and use");
+
+/* What the prefetch step learnt about a command, kept until the command is applied so
+ * that nothing is looked up or hashed twice. Typed operations only (legs 0 and 1). */
+typedef struct lookahead {
+    uint64_t id_hash;
+    uint64_t home[2];
+    uint32_t currency_id[2];     /* CURRENCY_NONE: unknown when prefetched; look again */
+} lookahead;
 #define CURRENCY_INDEX_SLOTS (2 * BAL_CURRENCIES_MAX)
 
 /* One balance: 48 bytes. account_id 0 marks an empty slot (valid accounts are > 0). */
@@ -42,6 +58,7 @@ struct bal_ledger {
     bal_idempotency *ids;
     uint64_t currency_codes[BAL_CURRENCIES_MAX];
     uint16_t currency_index[CURRENCY_INDEX_SLOTS]; /* id + 1; 0 = empty */
+    lookahead ring[LOOKAHEAD_RING];
 };
 
 /* A leg being planned: where its balance lives and its values before and after. */
@@ -80,6 +97,17 @@ void bal_ledger_config_default(bal_ledger_config *config) {
     config->hash_seed = 0x5eed;
 }
 
+/* Large tables are touched at random: back them with huge pages where the kernel allows,
+ * so that a lookup costs one cache miss rather than a cache miss plus a page walk. */
+static void *table_alloc(uint64_t bytes) {
+    uint64_t huge = 2u << 20, rounded = (bytes + huge - 1) / huge * huge;
+    void *memory = aligned_alloc(huge, rounded);
+    if (memory == NULL) return NULL;
+    (void)madvise(memory, rounded, MADV_HUGEPAGE); /* advice only: failure is harmless */
+    memset(memory, 0, rounded);
+    return memory;
+}
+
 bal_ledger_status bal_ledger_create(const bal_ledger_config *config, bal_ledger **ledger_out) {
     assert(config != NULL && ledger_out != NULL);
     if (config->balance_capacity == 0 || config->balance_capacity > BAL_BALANCES_MAX ||
@@ -92,7 +120,7 @@ bal_ledger_status bal_ledger_create(const bal_ledger_config *config, bal_ledger 
     if (ledger == NULL) return BAL_LEDGER_OUT_OF_MEMORY;
     ledger->balance_capacity = config->balance_capacity;
     ledger->slot_count = config->balance_capacity + (config->balance_capacity + 2) / 3;
-    ledger->table = calloc(ledger->slot_count, sizeof(entry));
+    ledger->table = table_alloc(ledger->slot_count * sizeof(entry));
     ledger->ids = bal_idempotency_create(config->idempotency_count_max,
                                          config->idempotency_bytes_max, config->hash_seed);
     if (ledger->table == NULL || ledger->ids == NULL) {
@@ -137,15 +165,20 @@ static uint64_t slot_home(const bal_ledger *ledger, uint64_t account_id, uint32_
     return bal_hash_reduce(hash, ledger->slot_count);
 }
 
-/* Finds the entry of (account, currency), or the empty slot where it would go. */
-static entry *slot_find(const bal_ledger *ledger, uint64_t account_id, uint32_t currency_id) {
-    assert(account_id != 0);
-    uint64_t i = slot_home(ledger, account_id, currency_id);
+/* Finds the entry of (account, currency), or the empty slot where it would go, probing
+ * from the key's home slot. */
+static entry *slot_find_from(const bal_ledger *ledger, uint64_t home, uint64_t account_id, uint32_t currency_id) {
+    assert(account_id != 0 && home < ledger->slot_count);
+    uint64_t i = home;
     for (;;) {
         entry *e = &ledger->table[i];
         if (e->account_id == 0 || (e->account_id == account_id && e->currency_id == currency_id)) return e;
         if (++i == ledger->slot_count) i = 0;
     }
+}
+
+static entry *slot_find(const bal_ledger *ledger, uint64_t account_id, uint32_t currency_id) {
+    return slot_find_from(ledger, slot_home(ledger, account_id, currency_id), account_id, currency_id);
 }
 
 static entry *entry_find(const bal_ledger *ledger, uint64_t account_id, uint64_t currency_code) {
@@ -211,19 +244,26 @@ static uint32_t new_currency_count(const plan_leg *plan, unsigned count) {
     return distinct;
 }
 
-static bal_result plan_legs(const bal_ledger *ledger, const bal_leg *legs, unsigned count, plan_leg *plan) {
+/* Locates a leg's balance, using what the prefetch step found when it is still valid. */
+static void plan_locate(const bal_ledger *ledger, const lookahead *hint, unsigned i, plan_leg *p) {
+    bool hinted = hint != NULL && i < 2 && hint->currency_id[i] != CURRENCY_NONE;
+    p->currency_id = hinted ? hint->currency_id[i] : currency_find(ledger, p->currency_code);
+    p->slot = NULL;
+    if (p->currency_id == CURRENCY_NONE) return;
+    uint64_t home = hinted ? hint->home[i] : slot_home(ledger, p->account_id, p->currency_id);
+    entry *e = slot_find_from(ledger, home, p->account_id, p->currency_id);
+    if (e->account_id != 0) p->slot = e;
+}
+
+static bal_result plan_legs(const bal_ledger *ledger, const bal_leg *legs, unsigned count,
+                            const lookahead *hint, plan_leg *plan) {
     bal_result result = BAL_RESULT_OK;
     uint64_t creates = 0;
     for (unsigned i = 0; i < count; i++) {
         plan_leg *p = &plan[i];
         p->account_id = legs[i].account_id;
         p->currency_code = legs[i].currency.code;
-        p->currency_id = currency_find(ledger, p->currency_code);
-        p->slot = NULL;
-        if (p->currency_id != CURRENCY_NONE) {
-            entry *e = slot_find(ledger, p->account_id, p->currency_id);
-            if (e->account_id != 0) p->slot = e;
-        }
+        plan_locate(ledger, hint, i, p);
         p->available_before = p->slot ? p->slot->available : 0;
         p->frozen_before = p->slot ? p->slot->frozen : 0;
         /* Operands are within +-BAL_MONEY_MAX < 2^120: the sums cannot wrap. */
@@ -252,19 +292,20 @@ static void commit_legs(bal_ledger *ledger, plan_leg *plan, unsigned count) {
     }
 }
 
-static void apply_one(bal_ledger *ledger, const bal_command *command, bal_outcome *outcome) {
+static void apply_one(bal_ledger *ledger, const bal_command *command, const lookahead *hint,
+                      bal_outcome *outcome, bal_change *changes) {
     bal_leg legs[BAL_COMMAND_BALANCES_MAX];
     plan_leg plan[BAL_COMMAND_BALANCES_MAX];
     unsigned count = command_legs(command, legs);
     assert(count >= 1 && count <= BAL_COMMAND_BALANCES_MAX);
-    bal_result result = plan_legs(ledger, legs, count, plan);
+    bal_result result = plan_legs(ledger, legs, count, command->type == BAL_OP_EVENT ? NULL : hint, plan);
     if (result == BAL_RESULT_OK) commit_legs(ledger, plan, count);
     outcome->sequence = ++ledger->sequence;
     outcome->result = (uint8_t)result;
     outcome->duplicate = false;
     outcome->change_count = (uint8_t)count;
     for (unsigned i = 0; i < count; i++) {
-        bal_change *c = &outcome->changes[i];
+        bal_change *c = &changes[i];
         const plan_leg *p = &plan[i];
         c->account_id = p->account_id;
         c->currency.code = p->currency_code;
@@ -275,42 +316,126 @@ static void apply_one(bal_ledger *ledger, const bal_command *command, bal_outcom
     }
 }
 
-/* Answers a command whose id is remembered: duplicate if same content, else conflict. */
-static bool answer_remembered(bal_ledger *ledger, const bal_command *command, bal_digest digest,
-                              bal_outcome *outcome) {
+/* Answers a command whose id was used before: duplicate if same content, else conflict. */
+static void answer_used(const bal_idempotency_view *view, bal_digest digest, bal_outcome *outcome,
+                        bal_change *changes) {
+    if (bal_digest_equal(view->digest, digest)) {
+        bal_idempotency_outcome(view, outcome, changes);
+        return;
+    }
+    outcome->sequence = view->sequence;
+    outcome->result = BAL_RESULT_CONFLICT;
+    outcome->duplicate = false;
+    outcome->change_count = 0;
+}
+
+/* The id was found by the look-up hook: answer from the store's record, and remember it. */
+static bool answer_recalled(bal_ledger *ledger, const bal_command *command, bal_digest digest,
+                            const bal_ledger_recall *recall, bal_outcome *outcome, bal_change *changes) {
+    if (recall == NULL || recall->original == NULL) return false;
+    assert(recall->outcome != NULL);
+    assert(recall->original->transaction_id_length == command->transaction_id_length &&
+           memcmp(recall->original->transaction_id, command->transaction_id, command->transaction_id_length) == 0);
+    if (recall->outcome->sequence > ledger->sequence) return false; /* from the future: see header */
+    bal_digest original_digest = bal_command_digest(recall->original);
+    assert(recall->changes != NULL || recall->outcome->change_count == 0);
+    bal_idempotency_insert(ledger->ids, recall->original, original_digest, recall->outcome, recall->changes);
     bal_idempotency_view view;
-    if (!bal_idempotency_find(ledger->ids, command->transaction_id, command->transaction_id_length, &view)) {
-        return false;
-    }
-    if (bal_digest_equal(view.digest, digest)) {
-        bal_idempotency_outcome(&view, outcome);
-    } else {
-        outcome->sequence = view.sequence;
-        outcome->result = BAL_RESULT_CONFLICT;
-        outcome->duplicate = false;
-        outcome->change_count = 0;
-    }
+    bool found = bal_idempotency_find(ledger->ids, command->transaction_id, command->transaction_id_length, &view);
+    assert(found);
+    answer_used(&view, digest, outcome, changes);
     return true;
 }
 
+/* Evicts ids by age (against the batch's latest time) and makes room for one record per
+ * command, so that nothing leaves memory while the batch runs. */
+static void make_room(bal_ledger *ledger, const bal_command *commands, size_t count) {
+    assert(count <= bal_ledger_batch_max(ledger));
+    int64_t latest_ms = INT64_MIN;
+    for (size_t i = 0; i < count; i++) {
+        if (commands[i].transaction_id_length > 0 && commands[i].time_ms > latest_ms) latest_ms = commands[i].time_ms;
+    }
+    if (latest_ms == INT64_MIN) return;
+    bal_idempotency_expire(ledger->ids, latest_ms, ledger->retention_ms);
+    bal_idempotency_make_room(ledger->ids, (uint32_t)count);
+    if (bal_idempotency_evicted(ledger->ids) > 0) ledger->forgetful = true;
+}
+
+static void prefetch_leg(const bal_ledger *ledger, uint64_t account_id, uint64_t currency_code,
+                         uint32_t *currency_id_out, uint64_t *home_out) {
+    uint32_t currency_id = currency_find(ledger, currency_code);
+    *currency_id_out = currency_id;
+    if (currency_id == CURRENCY_NONE) return;
+    *home_out = slot_home(ledger, account_id, currency_id);
+    const entry *e = &ledger->table[*home_out];
+    __builtin_prefetch(e, 1);
+    __builtin_prefetch((const char *)e + sizeof(entry) - 1, 1); /* entries may straddle lines */
+}
+
+/* Starts loading what a command will touch, so that the cache misses of several commands
+ * overlap, and keeps what it computed in the look-ahead ring for apply. */
+static void prefetch_command(bal_ledger *ledger, const bal_command *command, lookahead *ahead) {
+    ahead->currency_id[0] = ahead->currency_id[1] = CURRENCY_NONE;
+    if (command->type == BAL_OP_EVENT) {
+        for (unsigned i = 0; i < command->leg_count; i++) {
+            uint32_t currency_id;
+            uint64_t home;
+            prefetch_leg(ledger, command->legs[i].account_id, command->legs[i].currency.code, &currency_id, &home);
+        }
+    } else {
+        prefetch_leg(ledger, command->account_id, command->currency.code, &ahead->currency_id[0], &ahead->home[0]);
+        if (command->type == BAL_OP_TRANSFER) {
+            prefetch_leg(ledger, command->to_account_id, command->currency.code, &ahead->currency_id[1], &ahead->home[1]);
+        }
+    }
+    if (command->transaction_id_length > 0) {
+        ahead->id_hash = bal_idempotency_hash(ledger->ids, command->transaction_id, command->transaction_id_length);
+        bal_idempotency_prefetch(ledger->ids, ahead->id_hash);
+    }
+}
+
 void bal_ledger_apply(bal_ledger *ledger, const bal_command *commands, size_t count,
-                      bal_outcome *outcomes) {
+                      const bal_ledger_recall *recalled, bal_outcome *outcomes, bal_change *changes) {
     assert(ledger != NULL);
-    assert(count == 0 || (commands != NULL && outcomes != NULL));
+    assert(count == 0 || (commands != NULL && outcomes != NULL && changes != NULL));
+    make_room(ledger, commands, count);
+    uint64_t evicted_before = bal_idempotency_evicted(ledger->ids);
+    for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++) {
+        prefetch_command(ledger, &commands[i], &ledger->ring[i % LOOKAHEAD_RING]);
+    }
+    uint32_t next_change = 0;
     for (size_t i = 0; i < count; i++) {
         const bal_command *command = &commands[i];
+        bal_outcome *outcome = &outcomes[i];
+        bal_change *here = &changes[next_change];
+        outcome->first_change = next_change;
+        next_change += bal_command_balance_count(command); /* the most this command may write */
+        if (i + PREFETCH_DISTANCE < count) {
+            size_t ahead = i + PREFETCH_DISTANCE;
+            prefetch_command(ledger, &commands[ahead], &ledger->ring[ahead % LOOKAHEAD_RING]);
+        }
+        const lookahead *hint = &ledger->ring[i % LOOKAHEAD_RING];
         assert(bal_command_valid(command));
         if (command->transaction_id_length == 0) {
-            apply_one(ledger, command, &outcomes[i]);
+            apply_one(ledger, command, hint, outcome, here);
             continue;
         }
-        bal_idempotency_expire(ledger->ids, command->time_ms, ledger->retention_ms);
         bal_digest digest = bal_command_digest(command);
-        if (answer_remembered(ledger, command, digest, &outcomes[i])) continue;
-        apply_one(ledger, command, &outcomes[i]);
-        bal_idempotency_insert(ledger->ids, command, digest, &outcomes[i]);
+        bal_idempotency_view view;
+        if (bal_idempotency_find_hashed(ledger->ids, hint->id_hash, command->transaction_id,
+                                        command->transaction_id_length, &view)) {
+            answer_used(&view, digest, outcome, here);
+            continue;
+        }
+        if (answer_recalled(ledger, command, digest, recalled ? &recalled[i] : NULL, outcome, here)) continue;
+        apply_one(ledger, command, hint, outcome, here);
+        bal_idempotency_insert_hashed(ledger->ids, hint->id_hash, command, digest, outcome, here);
     }
-    if (bal_idempotency_evicted(ledger->ids) > 0) ledger->forgetful = true;
+    assert(bal_idempotency_evicted(ledger->ids) == evicted_before); /* room was made */
+}
+
+size_t bal_ledger_batch_max(const bal_ledger *ledger) {
+    return bal_idempotency_batch_max(ledger->ids);
 }
 
 bool bal_ledger_balance(const bal_ledger *ledger, uint64_t account_id, bal_currency currency,
@@ -345,9 +470,10 @@ size_t bal_ledger_account_balances(const bal_ledger *ledger, uint64_t account_id
     return total < max_count ? total : max_count;
 }
 
-size_t bal_ledger_ids_to_look_up(const bal_ledger *ledger, const bal_command *commands,
-                                 size_t count, uint32_t *indexes_out) {
+size_t bal_ledger_prepare(bal_ledger *ledger, const bal_command *commands, size_t count,
+                          uint32_t *indexes_out) {
     assert(ledger != NULL && indexes_out != NULL);
+    make_room(ledger, commands, count);
     if (!ledger->forgetful) return 0;
     size_t found = 0;
     for (size_t i = 0; i < count; i++) {
@@ -359,15 +485,6 @@ size_t bal_ledger_ids_to_look_up(const bal_ledger *ledger, const bal_command *co
         }
     }
     return found;
-}
-
-void bal_ledger_remember(bal_ledger *ledger, const bal_command *original,
-                         const bal_outcome *original_outcome) {
-    assert(ledger != NULL && original != NULL && original_outcome != NULL);
-    assert(original->transaction_id_length > 0);
-    bal_idempotency_view view;
-    if (bal_idempotency_find(ledger->ids, original->transaction_id, original->transaction_id_length, &view)) return;
-    bal_idempotency_insert(ledger->ids, original, bal_command_digest(original), original_outcome);
 }
 
 uint64_t bal_ledger_sequence(const bal_ledger *ledger) { return ledger->sequence; }

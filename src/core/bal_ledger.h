@@ -11,14 +11,22 @@
  * 64 bytes per balance); a command that would create a balance beyond it, or a currency
  * beyond BAL_CURRENCIES_MAX, gets the result capacity_exceeded.
  *
- * Idempotency: recent ids are answered from memory (see bal_idempotency.h). For ids the
+ * Idempotency: recent ids are answered from memory (see bal_idempotency.h). Ids leave
+ * memory only at the start of a batch (by age, measured against the batch's latest
+ * command time, and to make room for the batch), never in the middle of one. For ids the
  * memory may have forgotten, the caller runs the look-up hook before apply:
- *   1. bal_ledger_ids_to_look_up() lists the commands of a batch whose ids are not in
- *      memory but could have been seen before (the memory has evicted something, or the
- *      ledger was loaded from a snapshot);
+ *   1. bal_ledger_prepare() makes that room, then lists the commands of the batch whose
+ *      ids are not in memory but could have been seen before (the memory has evicted
+ *      something, or the ledger was loaded from a snapshot that had);
  *   2. the caller asks its store for those ids in one batch;
- *   3. for each one found, bal_ledger_remember() puts the original outcome back in memory;
- *   4. bal_ledger_apply() then answers them as duplicates (or conflicts).
+ *   3. it passes what it found to bal_ledger_apply() as `recalled`, an array parallel to
+ *      the commands: the original request and outcome of each id found, NULL elsewhere;
+ *   4. apply answers those commands as duplicates (or conflicts) and puts the ids back in
+ *      memory. Recalled outcomes from beyond the ledger's sequence are ignored: while a
+ *      ledger replays its log after a restart, the store may already hold the very
+ *      command being replayed, which is not an earlier use of its id.
+ * Recalled records are consulted directly rather than inserted into memory beforehand,
+ * so that no eviction during the batch can make a duplicate apply twice.
  */
 #ifndef BAL_LEDGER_H
 #define BAL_LEDGER_H
@@ -61,10 +69,22 @@ void bal_ledger_config_default(bal_ledger_config *config);
 bal_ledger_status bal_ledger_create(const bal_ledger_config *config, bal_ledger **ledger_out);
 void bal_ledger_destroy(bal_ledger *ledger);
 
-/* Applies commands in order; writes one outcome per command. Every command must satisfy
- * bal_command_valid() (asserted). */
+/* A record found by the look-up hook: the original request and outcome of an id, with
+ * the outcome's balances after (outcome->change_count of them). */
+typedef struct bal_ledger_recall {
+    const bal_command *original;   /* NULL: not found (or not looked up) */
+    const bal_outcome *outcome;
+    const bal_change *changes;
+} bal_ledger_recall;
+
+/* Applies commands in order; writes one outcome per command, and their balances densely
+ * into changes, which must hold the sum of bal_command_balance_count() over the commands
+ * (at most count * BAL_COMMAND_BALANCES_MAX). Every command must satisfy
+ * bal_command_valid() (asserted); count <= bal_ledger_batch_max(). recalled is NULL or
+ * holds count entries (see above). Apply makes room itself, exactly as prepare does (a
+ * no-op after prepare), so a replay without prepare evicts at the same points. */
 void bal_ledger_apply(bal_ledger *ledger, const bal_command *commands, size_t count,
-                      bal_outcome *outcomes);
+                      const bal_ledger_recall *recalled, bal_outcome *outcomes, bal_change *changes);
 
 /* Reads a balance; false (and zeros) if it was never credited. */
 bool bal_ledger_balance(const bal_ledger *ledger, uint64_t account_id, bal_currency currency,
@@ -81,14 +101,11 @@ typedef struct bal_balance {
 size_t bal_ledger_account_balances(const bal_ledger *ledger, uint64_t account_id,
                                    bal_balance *balances_out, size_t max_count, size_t *total_out);
 
-/* The look-up hook (see above). Writes indexes into commands; returns how many. */
-size_t bal_ledger_ids_to_look_up(const bal_ledger *ledger, const bal_command *commands,
-                                 size_t count, uint32_t *indexes_out);
-/* Puts back the outcome of a command processed long ago (found in a store). No-op if the
- * id is already in memory. */
-void bal_ledger_remember(bal_ledger *ledger, const bal_command *original,
-                         const bal_outcome *original_outcome);
-
+/* The look-up hook's first step (see above). Writes indexes into commands; returns how many. */
+size_t bal_ledger_prepare(bal_ledger *ledger, const bal_command *commands, size_t count,
+                          uint32_t *indexes_out);
+/* The largest batch apply takes (bounded by the idempotency memory's size). */
+size_t bal_ledger_batch_max(const bal_ledger *ledger);
 uint64_t bal_ledger_sequence(const bal_ledger *ledger);
 uint64_t bal_ledger_balance_count(const bal_ledger *ledger);
 uint64_t bal_ledger_balance_capacity(const bal_ledger *ledger);

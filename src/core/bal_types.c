@@ -116,10 +116,8 @@ bal_digest bal_command_digest(const bal_command *command) {
     for (unsigned i = 0; i < command->leg_count; i++) PUT(command->legs[i]);
 #undef PUT
     assert(length <= sizeof(buffer));
-    bal_digest digest = {
-        .low = bal_hash_bytes(buffer, length, BAL_HASH_P1),
-        .high = bal_hash_bytes(buffer, length, BAL_HASH_P2),
-    };
+    bal_digest digest;
+    bal_hash_bytes128(buffer, length, &digest.low, &digest.high);
     return digest;
 }
 

@@ -80,12 +80,15 @@ typedef struct bal_change {
     bal_amount frozen_after;
 } bal_change;
 
+/* What applying a command gave. Its balances are change_count entries of the batch's
+ * changes array from first_change on: outcomes stay small and changes dense, which is
+ * what keeps apply's stores in cache. */
 typedef struct bal_outcome {
     uint64_t sequence;          /* the command's sequence in its shard; a duplicate's is the original's */
+    uint32_t first_change;      /* index into the changes array passed to apply */
     uint8_t result;             /* bal_result */
     bool duplicate;
     uint8_t change_count;       /* 0 for conflict */
-    bal_change changes[BAL_COMMAND_BALANCES_MAX];
 } bal_outcome;
 
 /* 128 bits identifying a state or a request's content. */
@@ -114,6 +117,11 @@ bool bal_transaction_id_valid(const char *text, size_t length);
 /* The digest of a command's normalised content (type, accounts, currency, amounts, legs,
  * memo): equal digests mean "the same request" for idempotency. Time is excluded. */
 bal_digest bal_command_digest(const bal_command *command);
+
+/* How many balances a command touches (its changes in an outcome, conflicts aside). */
+static inline unsigned bal_command_balance_count(const bal_command *command) {
+    return command->type == 6 /* BAL_OP_EVENT */ ? command->leg_count : command->type == BAL_OP_TRANSFER ? 2 : 1;
+}
 
 /* Checks the invariants that the decoder establishes (types, ranges, leg rules). The
  * ledger asserts it on every command it applies. */
