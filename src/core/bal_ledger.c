@@ -23,6 +23,8 @@
  * misses of several commands, few enough that the lines are still there when needed. */
 #define PREFETCH_DISTANCE 8
 #define LOOKAHEAD_RING 16
+/* Tables smaller than this stay in cache: prefetching them only costs time. */
+#define PREFETCH_TABLE_BYTES_MIN (8u << 20)
 _Static_assert(LOOKAHEAD_RING > PREFETCH_DISTANCE && (LOOKAHEAD_RING & (LOOKAHEAD_RING - 1)) == 0,
                "the look-ahead ring holds every command between prefetch and use");
 
@@ -54,6 +56,7 @@ struct bal_ledger {
     uint64_t seed;
     uint32_t currency_count;
     bool forgetful;               /* ids may have left memory: the look-up hook is needed */
+    bool prefetch;                /* the table is too large for the cache: prefetch ahead */
     int64_t retention_ms;
     bal_idempotency *ids;
     uint64_t currency_codes[BAL_CURRENCIES_MAX];
@@ -128,6 +131,7 @@ bal_ledger_status bal_ledger_create(const bal_ledger_config *config, bal_ledger 
         return BAL_LEDGER_OUT_OF_MEMORY;
     }
     ledger->seed = config->hash_seed;
+    ledger->prefetch = ledger->slot_count * sizeof(entry) >= PREFETCH_TABLE_BYTES_MIN;
     ledger->retention_ms = config->idempotency_retention_ms;
     *ledger_out = ledger;
     return BAL_LEDGER_OK;
@@ -376,6 +380,12 @@ static void prefetch_leg(const bal_ledger *ledger, uint64_t account_id, uint64_t
  * overlap, and keeps what it computed in the look-ahead ring for apply. */
 static void prefetch_command(bal_ledger *ledger, const bal_command *command, lookahead *ahead) {
     ahead->currency_id[0] = ahead->currency_id[1] = CURRENCY_NONE;
+    if (!ledger->prefetch) {
+        if (command->transaction_id_length > 0) {
+            ahead->id_hash = bal_idempotency_hash(ledger->ids, command->transaction_id, command->transaction_id_length);
+        }
+        return;
+    }
     if (command->type == BAL_OP_EVENT) {
         for (unsigned i = 0; i < command->leg_count; i++) {
             uint32_t currency_id;
