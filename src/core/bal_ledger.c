@@ -204,26 +204,18 @@ static entry *entry_create(bal_ledger *ledger, uint64_t account_id, uint64_t cur
     return e;
 }
 
-/* Expresses a command as legs. Returns the leg count. */
-static unsigned command_legs(const bal_command *command, bal_leg *legs) {
-    bal_amount amount = command->amount;
-    legs[0] = (bal_leg){command->account_id, command->currency, 0, 0};
-    switch ((bal_op)command->type) {
-    case BAL_OP_DEPOSIT: legs[0].available_delta = amount; return 1;
-    case BAL_OP_WITHDRAW: legs[0].available_delta = -amount; return 1;
-    case BAL_OP_FREEZE: legs[0].available_delta = -amount; legs[0].frozen_delta = amount; return 1;
-    case BAL_OP_UNFREEZE: legs[0].available_delta = amount; legs[0].frozen_delta = -amount; return 1;
-    case BAL_OP_DEDUCT_FROZEN: legs[0].frozen_delta = -amount; return 1;
-    case BAL_OP_TRANSFER:
-        legs[0].available_delta = -amount;
-        legs[1] = (bal_leg){command->to_account_id, command->currency, amount, 0};
-        return 2;
-    case BAL_OP_EVENT:
-        memcpy(legs, command->legs, command->leg_count * sizeof(bal_leg));
-        return command->leg_count;
+/* The legs of a command that this ledger applies (leg_mask), in leg order. */
+static unsigned own_legs(const bal_command *command, bal_leg *legs) {
+    bal_leg all[BAL_COMMAND_BALANCES_MAX];
+    unsigned total = bal_command_legs(command, all), count = 0;
+    if (command->leg_mask == 0) {
+        memcpy(legs, all, total * sizeof(bal_leg));
+        return total;
     }
-    assert(0 && "unknown operation");
-    return 0;
+    for (unsigned i = 0; i < total; i++) {
+        if (bal_command_has_leg(command, i)) legs[count++] = all[i];
+    }
+    return count;
 }
 
 /* First rule a leg breaks, in the order: available, frozen, overflow. */
@@ -300,9 +292,15 @@ static void apply_one(bal_ledger *ledger, const bal_command *command, const look
                       bal_outcome *outcome, bal_change *changes) {
     bal_leg legs[BAL_COMMAND_BALANCES_MAX];
     plan_leg plan[BAL_COMMAND_BALANCES_MAX];
-    unsigned count = command_legs(command, legs);
+    unsigned count = own_legs(command, legs);
     assert(count >= 1 && count <= BAL_COMMAND_BALANCES_MAX);
-    bal_result result = plan_legs(ledger, legs, count, command->type == BAL_OP_EVENT ? NULL : hint, plan);
+    bool hinted = command->type != BAL_OP_EVENT && command->leg_mask == 0;
+    bal_result result = plan_legs(ledger, legs, count, hinted ? hint : NULL, plan);
+    if (command->decided != 0) {
+        /* The coordinator checked these legs against this same state: they must pass. */
+        assert(command->decided - 1 != BAL_RESULT_OK || result == BAL_RESULT_OK);
+        result = (bal_result)(command->decided - 1);
+    }
     if (result == BAL_RESULT_OK) commit_legs(ledger, plan, count);
     outcome->sequence = ++ledger->sequence;
     outcome->result = (uint8_t)result;
@@ -442,6 +440,28 @@ void bal_ledger_apply(bal_ledger *ledger, const bal_command *commands, size_t co
         bal_idempotency_insert_hashed(ledger->ids, hint->id_hash, command, digest, outcome, here);
     }
     assert(bal_idempotency_evicted(ledger->ids) == evicted_before); /* room was made */
+}
+
+bool bal_ledger_check(const bal_ledger *ledger, const bal_command *command, uint16_t leg_mask,
+                      uint8_t *leg_results, uint32_t *creates_out) {
+    assert(ledger != NULL && command != NULL && leg_results != NULL && creates_out != NULL);
+    bal_leg all[BAL_COMMAND_BALANCES_MAX], mine[BAL_COMMAND_BALANCES_MAX];
+    plan_leg plan[BAL_COMMAND_BALANCES_MAX];
+    unsigned total = bal_command_legs(command, all), count = 0, index[BAL_COMMAND_BALANCES_MAX];
+    for (unsigned i = 0; i < total; i++) {
+        if ((leg_mask >> i) & 1u) {
+            index[count] = i;
+            mine[count++] = all[i];
+        }
+    }
+    bal_result overall = count > 0 ? plan_legs(ledger, mine, count, NULL, plan) : BAL_RESULT_OK;
+    uint32_t creates = 0;
+    for (unsigned k = 0; k < count; k++) {
+        leg_results[index[k]] = (uint8_t)leg_check(&plan[k]);
+        creates += plan[k].create ? 1 : 0;
+    }
+    *creates_out = creates;
+    return overall != BAL_RESULT_CAPACITY_EXCEEDED;
 }
 
 size_t bal_ledger_batch_max(const bal_ledger *ledger) {
@@ -639,14 +659,6 @@ static bool take(snapshot_reader *r, void *out, uint64_t length) {
     return true;
 }
 
-static bool currency_code_valid(uint64_t code) {
-    char text[BAL_CURRENCY_LENGTH_MAX + 1];
-    bal_currency parsed;
-    if (code == 0 || code >= 4808584372417849ull /* 37^10 */) return false;
-    size_t length = bal_currency_format((bal_currency){code}, text);
-    return bal_currency_parse(text, length, &parsed) && parsed.code == code;
-}
-
 static bal_ledger_status read_balances(bal_ledger *ledger, snapshot_reader *r, uint64_t count) {
     for (uint64_t i = 0; i < count; i++) {
         uint64_t account_id, code;
@@ -714,7 +726,7 @@ bal_ledger_status bal_ledger_snapshot_decode(bal_ledger *ledger, const uint8_t *
     for (uint32_t i = 0; i < currency_count; i++) {
         uint64_t code;
         if (!take(&r, &code, 8)) return BAL_LEDGER_SNAPSHOT_TRUNCATED;
-        if (!currency_code_valid(code) || currency_find(ledger, code) != CURRENCY_NONE) {
+        if (!bal_currency_valid((bal_currency){code}) || currency_find(ledger, code) != CURRENCY_NONE) {
             return BAL_LEDGER_SNAPSHOT_CORRUPT;
         }
         currency_intern(ledger, code);

@@ -104,6 +104,14 @@ size_t bal_ledger_account_balances(const bal_ledger *ledger, uint64_t account_id
 /* The look-up hook's first step (see above). Writes indexes into commands; returns how many. */
 size_t bal_ledger_prepare(bal_ledger *ledger, const bal_command *commands, size_t count,
                           uint32_t *indexes_out);
+/* For a command spanning shards: checks the legs in leg_mask against this ledger without
+ * changing it. Writes each such leg's result (bal_result: ok, insufficient_*, overflow)
+ * at its leg index in leg_results, and how many balances the legs would create. Returns
+ * false if those creations would not fit this ledger's capacity. The coordinator combines
+ * the shards' answers: the first failing leg in leg order decides, then capacity. */
+bool bal_ledger_check(const bal_ledger *ledger, const bal_command *command, uint16_t leg_mask,
+                      uint8_t *leg_results, uint32_t *creates_out);
+
 /* The largest batch apply takes (bounded by the idempotency memory's size). */
 size_t bal_ledger_batch_max(const bal_ledger *ledger);
 uint64_t bal_ledger_sequence(const bal_ledger *ledger);

@@ -82,6 +82,14 @@ size_t bal_currency_format(bal_currency currency, char *buffer) {
     return length;
 }
 
+bool bal_currency_valid(bal_currency currency) {
+    char text[BAL_CURRENCY_LENGTH_MAX + 1];
+    bal_currency parsed;
+    if (currency.code == 0 || currency.code >= 4808584372417849ull /* 37^10 */) return false;
+    size_t length = bal_currency_format(currency, text);
+    return bal_currency_parse(text, length, &parsed) && parsed.code == currency.code;
+}
+
 bool bal_transaction_id_valid(const char *text, size_t length) {
     if (length == 0 || length > BAL_TRANSACTION_ID_LENGTH_MAX) return false;
     for (size_t i = 0; i < length; i++) {
@@ -121,11 +129,32 @@ bal_digest bal_command_digest(const bal_command *command) {
     return digest;
 }
 
+unsigned bal_command_legs(const bal_command *command, bal_leg *legs) {
+    bal_amount amount = command->amount;
+    legs[0] = (bal_leg){command->account_id, command->currency, 0, 0};
+    switch ((bal_op)command->type) {
+    case BAL_OP_DEPOSIT: legs[0].available_delta = amount; return 1;
+    case BAL_OP_WITHDRAW: legs[0].available_delta = -amount; return 1;
+    case BAL_OP_FREEZE: legs[0].available_delta = -amount; legs[0].frozen_delta = amount; return 1;
+    case BAL_OP_UNFREEZE: legs[0].available_delta = amount; legs[0].frozen_delta = -amount; return 1;
+    case BAL_OP_DEDUCT_FROZEN: legs[0].frozen_delta = -amount; return 1;
+    case BAL_OP_TRANSFER:
+        legs[0].available_delta = -amount;
+        legs[1] = (bal_leg){command->to_account_id, command->currency, amount, 0};
+        return 2;
+    case BAL_OP_EVENT:
+        memcpy(legs, command->legs, command->leg_count * sizeof(bal_leg));
+        return command->leg_count;
+    }
+    assert(0 && "unknown operation");
+    return 0;
+}
+
 static bool legs_valid(const bal_command *command) {
     if (command->leg_count < 1 || command->leg_count > BAL_EVENT_LEGS_MAX) return false;
     for (unsigned i = 0; i < command->leg_count; i++) {
         const bal_leg *leg = &command->legs[i];
-        if (leg->account_id == 0 || leg->currency.code == 0) return false;
+        if (leg->account_id == 0 || !bal_currency_valid(leg->currency)) return false;
         if (!bal_money_in_range(leg->available_delta) || !bal_money_in_range(leg->frozen_delta)) return false;
         for (unsigned j = 0; j < i; j++) {
             if (command->legs[j].account_id == leg->account_id &&
@@ -135,18 +164,106 @@ static bool legs_valid(const bal_command *command) {
     return true;
 }
 
+static bool coordination_valid(const bal_command *command) {
+    if (command->decided > BAL_RESULT_COUNT || command->decided == 1 + BAL_RESULT_CONFLICT) return false;
+    unsigned total = command->type == BAL_OP_EVENT ? command->leg_count : command->type == BAL_OP_TRANSFER ? 2 : 1;
+    return command->leg_mask == 0 || (command->leg_mask >> total) == 0;
+}
+
 bool bal_command_valid(const bal_command *command) {
     assert(command != NULL);
     if (command->type >= BAL_OP_COUNT) return false;
+    if (command->type == BAL_OP_EVENT && (command->leg_count < 1 || command->leg_count > BAL_EVENT_LEGS_MAX)) return false;
+    if (!coordination_valid(command)) return false;
     if (command->transaction_id_length > BAL_TRANSACTION_ID_LENGTH_MAX) return false;
     if (command->memo_length > BAL_MEMO_LENGTH_MAX) return false;
     if (command->memo_length > 0 && !command->has_memo) return false;
-    if (command->type == BAL_OP_EVENT) return legs_valid(command);
+    if (command->type == BAL_OP_EVENT) {
+        /* An EVENT's account and currency are its first leg's: they route it. */
+        return legs_valid(command) && command->account_id == command->legs[0].account_id &&
+               command->currency.code == command->legs[0].currency.code && command->amount == 0 &&
+               command->to_account_id == 0;
+    }
     if (command->leg_count != 0) return false;
-    if (command->account_id == 0 || command->currency.code == 0) return false;
+    if (command->account_id == 0 || !bal_currency_valid(command->currency)) return false;
     if (command->amount <= 0 || command->amount > BAL_MONEY_MAX) return false;
     if (command->type == BAL_OP_TRANSFER) {
         return command->to_account_id != 0 && command->to_account_id != command->account_id;
     }
     return command->to_account_id == 0;
+}
+
+/*
+ * Command codec, version 1. Layout (little-endian):
+ *   u8 version | u8 type | u8 has_memo | u8 transaction_id_length | u16 memo_length
+ *   u8 leg_count | u8 decided | u16 leg_mask | u16 0 | u32 0
+ *   i64 time_ms | u64 account_id | u64 to_account_id | u64 currency | i128 amount
+ *   transaction id bytes | memo bytes | leg_count x (u64 account, u64 currency, i128, i128)
+ */
+#define CODEC_VERSION 1u
+#define CODEC_HEADER_BYTES 72u
+_Static_assert(sizeof(bal_leg) == 48, "a leg is encoded as its 48 bytes");
+
+size_t bal_command_encode(const bal_command *command, uint8_t *buffer) {
+    assert(command != NULL && buffer != NULL);
+    assert(bal_command_valid(command));
+    memset(buffer, 0, CODEC_HEADER_BYTES);
+    buffer[0] = CODEC_VERSION;
+    buffer[1] = command->type;
+    buffer[2] = command->has_memo;
+    buffer[3] = command->transaction_id_length;
+    memcpy(buffer + 4, &command->memo_length, 2);
+    buffer[6] = command->leg_count;
+    buffer[7] = command->decided;
+    memcpy(buffer + 8, &command->leg_mask, 2);
+    memcpy(buffer + 16, &command->time_ms, 8);
+    memcpy(buffer + 24, &command->account_id, 8);
+    memcpy(buffer + 32, &command->to_account_id, 8);
+    memcpy(buffer + 40, &command->currency.code, 8);
+    memcpy(buffer + 48, &command->amount, 16);
+    size_t length = CODEC_HEADER_BYTES - 8; /* bytes 64..71 reserved */
+    memset(buffer + length, 0, 8);
+    length += 8;
+    memcpy(buffer + length, command->transaction_id, command->transaction_id_length);
+    length += command->transaction_id_length;
+    memcpy(buffer + length, command->memo, command->memo_length);
+    length += command->memo_length;
+    memcpy(buffer + length, command->legs, (size_t)command->leg_count * sizeof(bal_leg));
+    length += (size_t)command->leg_count * sizeof(bal_leg);
+    assert(length <= BAL_COMMAND_ENCODED_MAX);
+    return length;
+}
+
+bool bal_command_decode(const uint8_t *buffer, size_t length, bal_command *command) {
+    assert(buffer != NULL && command != NULL);
+    if (length < CODEC_HEADER_BYTES || buffer[0] != CODEC_VERSION) return false;
+    memset(command, 0, offsetof(bal_command, memo));
+    command->type = buffer[1];
+    command->has_memo = buffer[2];
+    command->transaction_id_length = buffer[3];
+    memcpy(&command->memo_length, buffer + 4, 2);
+    command->leg_count = buffer[6];
+    command->decided = buffer[7];
+    memcpy(&command->leg_mask, buffer + 8, 2);
+    memcpy(&command->time_ms, buffer + 16, 8);
+    memcpy(&command->account_id, buffer + 24, 8);
+    memcpy(&command->to_account_id, buffer + 32, 8);
+    memcpy(&command->currency.code, buffer + 40, 8);
+    memcpy(&command->amount, buffer + 48, 16);
+    static const uint8_t zeros[8] = {0};
+    if (memcmp(buffer + 10, zeros, 6) != 0 || memcmp(buffer + 64, zeros, 8) != 0) return false;
+    if (command->has_memo > 1 || command->transaction_id_length > BAL_TRANSACTION_ID_LENGTH_MAX ||
+        command->memo_length > BAL_MEMO_LENGTH_MAX || command->leg_count > BAL_EVENT_LEGS_MAX) return false;
+    size_t expected = CODEC_HEADER_BYTES + command->transaction_id_length + command->memo_length +
+                      (size_t)command->leg_count * sizeof(bal_leg);
+    if (length != expected) return false;
+    const uint8_t *p = buffer + CODEC_HEADER_BYTES;
+    memcpy(command->transaction_id, p, command->transaction_id_length);
+    p += command->transaction_id_length;
+    memcpy(command->memo, p, command->memo_length);
+    p += command->memo_length;
+    memcpy(command->legs, p, (size_t)command->leg_count * sizeof(bal_leg));
+    if (command->transaction_id_length > 0 &&
+        !bal_transaction_id_valid(command->transaction_id, command->transaction_id_length)) return false;
+    return bal_command_valid(command);
 }

@@ -65,6 +65,11 @@ typedef struct bal_command {
     uint8_t leg_count;          /* EVENT only: 1..BAL_EVENT_LEGS_MAX */
     uint8_t has_memo;
     uint16_t memo_length;
+    /* Set only for a command that spans shards (see docs/embedded.md): the legs that this
+     * shard applies (bit i = leg i; 0 = all legs) and the result decided by the
+     * coordinator (0 = decide here, else 1 + bal_result). Not part of the content. */
+    uint16_t leg_mask;
+    uint8_t decided;
     char transaction_id[BAL_TRANSACTION_ID_LENGTH_MAX];
     char memo[BAL_MEMO_LENGTH_MAX];
     bal_leg legs[BAL_EVENT_LEGS_MAX];
@@ -108,6 +113,8 @@ const char *bal_result_name(bal_result result);
 
 /* Validates and packs a currency text (1..10 of A-Z 0-9). */
 bool bal_currency_parse(const char *text, size_t length, bal_currency *currency_out);
+/* True if code is the packed form of a valid currency text (as bal_currency_parse makes). */
+bool bal_currency_valid(bal_currency currency);
 /* Writes the text of a currency (buffer of BAL_CURRENCY_LENGTH_MAX + 1); returns its length. */
 size_t bal_currency_format(bal_currency currency, char *buffer);
 
@@ -118,10 +125,31 @@ bool bal_transaction_id_valid(const char *text, size_t length);
  * memo): equal digests mean "the same request" for idempotency. Time is excluded. */
 bal_digest bal_command_digest(const bal_command *command);
 
-/* How many balances a command touches (its changes in an outcome, conflicts aside). */
-static inline unsigned bal_command_balance_count(const bal_command *command) {
-    return command->type == 6 /* BAL_OP_EVENT */ ? command->leg_count : command->type == BAL_OP_TRANSFER ? 2 : 1;
+/* Expresses a command as legs (all of them, whatever leg_mask says): DEPOSIT is
+ * +available, FREEZE -available +frozen, TRANSFER -available on the source and
+ * +available on the target, ... Returns the leg count. */
+unsigned bal_command_legs(const bal_command *command, bal_leg *legs_out);
+
+static inline unsigned bal_command_leg_total(const bal_command *command) {
+    return command->type == BAL_OP_EVENT ? command->leg_count : command->type == BAL_OP_TRANSFER ? 2 : 1;
 }
+
+static inline bool bal_command_has_leg(const bal_command *command, unsigned leg) {
+    return command->leg_mask == 0 || (command->leg_mask >> leg) & 1u;
+}
+
+/* How many balances a command touches here (its changes in an outcome, conflicts aside). */
+static inline unsigned bal_command_balance_count(const bal_command *command) {
+    unsigned total = bal_command_leg_total(command);
+    return command->leg_mask == 0 ? total : (unsigned)__builtin_popcount(command->leg_mask & ((1u << total) - 1));
+}
+
+/* The binary form of a command in the write-ahead log: versioned, little-endian, exact.
+ * Decoding checks every field as strictly as bal_command_valid and the decoder do. */
+#define BAL_COMMAND_ENCODED_MAX (72 + BAL_TRANSACTION_ID_LENGTH_MAX + BAL_MEMO_LENGTH_MAX + \
+                                 BAL_EVENT_LEGS_MAX * 48)
+size_t bal_command_encode(const bal_command *command, uint8_t *buffer);
+bool bal_command_decode(const uint8_t *buffer, size_t length, bal_command *command_out);
 
 /* Checks the invariants that the decoder establishes (types, ranges, leg rules). The
  * ledger asserts it on every command it applies. */

@@ -387,7 +387,73 @@ static void test_names(void) {
     CHECK(!bal_transaction_id_valid("a b", 3));
 }
 
+static void test_codec(void) {
+    bal_leg legs[2] = {{1, cur("USDT"), -units(5), 0}, {2, cur("USDT"), units(5), 1}};
+    bal_command commands[3] = {cmd("c1", BAL_OP_DEPOSIT, 7, "BTC", 123), event("c2", 2, legs),
+                               cmd("c3", BAL_OP_TRANSFER, 1, "ETH", BAL_MONEY_MAX)};
+    commands[0].has_memo = 1;
+    commands[0].memo_length = 3;
+    memcpy(commands[0].memo, "a\0b", 3);
+    commands[2].to_account_id = UINT64_MAX;
+    commands[2].leg_mask = 2;
+    commands[2].decided = 1 + BAL_RESULT_OK;
+    for (int i = 0; i < 3; i++) {
+        uint8_t buffer[BAL_COMMAND_ENCODED_MAX];
+        size_t length = bal_command_encode(&commands[i], buffer);
+        bal_command back;
+        CHECK(bal_command_decode(buffer, length, &back));
+        CHECK(bal_digest_equal(bal_command_digest(&back), bal_command_digest(&commands[i])));
+        CHECK(back.time_ms == commands[i].time_ms && back.leg_mask == commands[i].leg_mask &&
+              back.decided == commands[i].decided);
+        CHECK(!bal_command_decode(buffer, length - 1, &back));
+        buffer[0] = 9;
+        CHECK(!bal_command_decode(buffer, length, &back));
+    }
+    uint8_t buffer[BAL_COMMAND_ENCODED_MAX];
+    size_t length = bal_command_encode(&commands[0], buffer);
+    buffer[1] = 77; /* no such type */
+    bal_command back;
+    CHECK(!bal_command_decode(buffer, length, &back));
+}
+
+/* A transfer across two ledgers, as the coordinator runs it: check both, then apply the
+ * decided record with each ledger's own leg. */
+static void test_cross_ledgers(void) {
+    bal_ledger *source = make(10), *target = make(10);
+    run(source, cmd("fund", BAL_OP_DEPOSIT, 1, "USDT", units(10)));
+    bal_command t = cmd("x", BAL_OP_TRANSFER, 1, "USDT", units(4));
+    t.to_account_id = 2;
+    uint8_t leg_results[BAL_EVENT_LEGS_MAX];
+    uint32_t creates = 0;
+    CHECK(bal_ledger_check(source, &t, 1, leg_results, &creates) && creates == 0);
+    CHECK(leg_results[0] == BAL_RESULT_OK);
+    CHECK(bal_ledger_check(target, &t, 2, leg_results, &creates) && creates == 1);
+    CHECK(leg_results[1] == BAL_RESULT_OK);
+    bal_command on_source = t, on_target = t;
+    on_source.leg_mask = 1;
+    on_target.leg_mask = 2;
+    on_source.decided = on_target.decided = 1 + BAL_RESULT_OK;
+    bal_test_outcome a = run(source, on_source), b = run(target, on_target);
+    CHECK(a.result == BAL_RESULT_OK && a.change_count == 1 && a.changes[0].available_after == units(6));
+    CHECK(b.result == BAL_RESULT_OK && b.change_count == 1 && b.changes[0].account_id == 2 &&
+          b.changes[0].available_after == units(4));
+    /* A retry is a duplicate on each side; the decided fields are not content. */
+    CHECK(run(source, t).duplicate && run(target, on_target).duplicate);
+    /* Rejected by decision: nothing moves, the id is consumed on both sides. */
+    bal_command big = cmd("y", BAL_OP_TRANSFER, 1, "USDT", units(100));
+    big.to_account_id = 2;
+    CHECK(bal_ledger_check(source, &big, 1, leg_results, &creates) && leg_results[0] == BAL_RESULT_INSUFFICIENT_AVAILABLE);
+    big.leg_mask = 2;
+    big.decided = 1 + BAL_RESULT_INSUFFICIENT_AVAILABLE;
+    bal_test_outcome r = run(target, big);
+    CHECK(r.result == BAL_RESULT_INSUFFICIENT_AVAILABLE && r.changes[0].available_after == units(4));
+    bal_ledger_destroy(source);
+    bal_ledger_destroy(target);
+}
+
 int main(void) {
+    test_codec();
+    test_cross_ledgers();
     test_typed_operations();
     test_transfer_and_overflow();
     test_event_atomicity();
