@@ -6,7 +6,7 @@ BUILD       := build
 SAN_BUILD   := build/sanitize
 FUZZ_SECONDS ?= 60
 
-.PHONY: all deps build test test-build run bench bench-core fuzz clean
+.PHONY: all deps build test test-build run bench bench-core bench-http fuzz clean
 
 all: build
 
@@ -25,14 +25,17 @@ test-build: deps
 test: test-build
 	@cd $(SAN_BUILD) && ctest --output-on-failure --timeout 1800
 
+# The embedded node on 127.0.0.1:8080 with ./data (flags: make run ARGS="--shards 4").
 run: build
-	@if [ -x $(BUILD)/balanced ]; then exec $(BUILD)/balanced $(ARGS); \
-	 else echo "balanced: the server is not built yet (only the ledger core exists); see README.md" >&2; exit 1; fi
+	@exec $(BUILD)/balanced $(ARGS)
 
 bench-core: build
 	@$(BUILD)/bench/bench_core
 
-bench: bench-core
+bench-http: build
+	@scripts/bench_http.sh
+
+bench: bench-core bench-http
 
 fuzz: test-build
 	@scripts/fuzz.sh $(SAN_BUILD) $(FUZZ_SECONDS)

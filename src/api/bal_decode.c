@@ -228,10 +228,29 @@ static bal_decode_error decode_typed(const char *body, const bal_json_token *tok
     return e;
 }
 
+/* Reads a valid transaction_id member, if any, so that an error about another field can
+ * still name the transaction it belongs to. */
+static void note_transaction_id(const char *body, const bal_json_token *tokens, uint32_t index,
+                                bal_decode_diagnostic *d) {
+    if (tokens[index].type != BAL_JSON_OBJECT) return;
+    uint32_t key = index + 1;
+    for (uint32_t m = 0; m < tokens[index].size; m++) {
+        const bal_json_token *value = &tokens[key + 1];
+        if (bal_json_string_equals(body, &tokens[key], "transaction_id") && value->type == BAL_JSON_STRING &&
+            !value->escaped && bal_transaction_id_valid(body + value->start, value->length)) {
+            memcpy(d->transaction_id, body + value->start, value->length);
+            d->transaction_id[value->length] = '\0';
+            return;
+        }
+        key = value->next;
+    }
+}
+
 bal_decode_error bal_decode_object(const char *body, const bal_json_token *tokens, uint32_t index,
                                    int64_t time_ms, bal_command *c, bal_decode_diagnostic *d) {
     assert(body != NULL && tokens != NULL && c != NULL && d != NULL);
     memset(d, 0, sizeof(*d));
+    note_transaction_id(body, tokens, index, d);
     memset(c, 0, offsetof(bal_command, memo)); /* memo and legs are written when present */
     c->time_ms = time_ms;
     fields f;

@@ -464,6 +464,33 @@ bool bal_ledger_check(const bal_ledger *ledger, const bal_command *command, uint
     return overall != BAL_RESULT_CAPACITY_EXCEEDED;
 }
 
+bool bal_ledger_peek(const bal_ledger *ledger, const bal_command *command, const bal_ledger_recall *recall,
+                     bal_outcome *outcome, bal_change *changes) {
+    assert(ledger != NULL && command != NULL && outcome != NULL && changes != NULL);
+    if (command->transaction_id_length == 0) return false;
+    bal_digest digest = bal_command_digest(command);
+    outcome->first_change = 0;
+    bal_idempotency_view view;
+    if (bal_idempotency_find(ledger->ids, command->transaction_id, command->transaction_id_length, &view)) {
+        answer_used(&view, digest, outcome, changes);
+        return true;
+    }
+    if (recall == NULL || recall->original == NULL || recall->outcome->sequence > ledger->sequence) return false;
+    if (bal_digest_equal(bal_command_digest(recall->original), digest)) {
+        *outcome = *recall->outcome;
+        outcome->first_change = 0;
+        outcome->duplicate = true;
+        for (unsigned i = 0; i < outcome->change_count; i++) {
+            changes[i] = recall->changes[i];
+            changes[i].available_before = changes[i].available_after;
+            changes[i].frozen_before = changes[i].frozen_after;
+        }
+    } else {
+        *outcome = (bal_outcome){.sequence = recall->outcome->sequence, .result = BAL_RESULT_CONFLICT};
+    }
+    return true;
+}
+
 size_t bal_ledger_batch_max(const bal_ledger *ledger) {
     return bal_idempotency_batch_max(ledger->ids);
 }
@@ -516,6 +543,8 @@ size_t bal_ledger_prepare(bal_ledger *ledger, const bal_command *commands, size_
     }
     return found;
 }
+
+void bal_ledger_set_forgetful(bal_ledger *ledger) { ledger->forgetful = true; }
 
 uint64_t bal_ledger_sequence(const bal_ledger *ledger) { return ledger->sequence; }
 uint64_t bal_ledger_balance_count(const bal_ledger *ledger) { return ledger->balance_count; }

@@ -112,8 +112,18 @@ size_t bal_ledger_prepare(bal_ledger *ledger, const bal_command *commands, size_
 bool bal_ledger_check(const bal_ledger *ledger, const bal_command *command, uint16_t leg_mask,
                       uint8_t *leg_results, uint32_t *creates_out);
 
+/* Answers a command whose id was used before, from memory or from recall (as apply
+ * would, but changing nothing): true with a duplicate or conflict outcome (and its
+ * changes) if the id is known, false if apply would process it as new. */
+bool bal_ledger_peek(const bal_ledger *ledger, const bal_command *command, const bal_ledger_recall *recall,
+                     bal_outcome *outcome_out, bal_change *changes_out);
+
 /* The largest batch apply takes (bounded by the idempotency memory's size). */
 size_t bal_ledger_batch_max(const bal_ledger *ledger);
+/* From now on, ask the look-up hook about every id not in memory: for a ledger that is
+ * one of several shards, whose ids may have been used in another shard's journal. */
+void bal_ledger_set_forgetful(bal_ledger *ledger);
+
 uint64_t bal_ledger_sequence(const bal_ledger *ledger);
 uint64_t bal_ledger_balance_count(const bal_ledger *ledger);
 uint64_t bal_ledger_balance_capacity(const bal_ledger *ledger);

@@ -153,6 +153,10 @@ static void test_batch(void) {
     CHECK(bal_decode_object(body, tokens, second, 1, &c, &d) == BAL_DECODE_INVALID_ACCOUNT);
     CHECK_STR(d.transaction_id, "b");
     CHECK(bal_decode_object(body, tokens, tokens[second].next, 1, &c, &d) == BAL_DECODE_UNKNOWN_FIELD);
+    const char *named = "{\"transactions\":[{\"transaction_id\":\"z-1\",\"extra\":1}]}";
+    CHECK(bal_decode_batch(named, strlen(named), tokens, 4096, &first, &count, &d) == BAL_DECODE_OK);
+    CHECK(bal_decode_object(named, tokens, first, 1, &c, &d) == BAL_DECODE_UNKNOWN_FIELD);
+    CHECK_STR(d.transaction_id, "z-1");
     CHECK(bal_decode_batch("{\"transactions\":{}}", 19, tokens, 4096, &first, &count, &d) == BAL_DECODE_INVALID_BATCH);
     CHECK(bal_decode_batch("[]", 2, tokens, 4096, &first, &count, &d) == BAL_DECODE_INVALID_BATCH);
     size_t size = 20 + 8193 * 3;

@@ -1,0 +1,32 @@
+/*
+ * bal_sign.h -- the request signature of SPEC's Security section, shared by the server
+ * (verification), the command-line client and the load generator (signing).
+ *
+ *   X-Signature = lower-case hex of HMAC-SHA256(secret,
+ *       METHOD + "\n" + PATH_WITH_QUERY + "\n" + TIMESTAMP + "\n" + NONCE + "\n" + hex(SHA256(body)))
+ *
+ * TIMESTAMP is the X-Timestamp header as sent (Unix milliseconds, decimal), NONCE the
+ * X-Nonce header as sent. Uses OpenSSL's libcrypto.
+ */
+#ifndef BAL_SIGN_H
+#define BAL_SIGN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define BAL_SIGN_HEX_LENGTH 64 /* 32 bytes as lower-case hex */
+
+/* Lower-case hex of SHA-256(data): 64 characters and a NUL. */
+void bal_sign_sha256_hex(const void *data, size_t length, char out[BAL_SIGN_HEX_LENGTH + 1]);
+
+/* The signature of a request, as lower-case hex (64 characters and a NUL). */
+void bal_sign_request(const void *secret, size_t secret_length, const char *method, size_t method_length,
+                      const char *path_with_query, size_t path_length, const char *timestamp,
+                      size_t timestamp_length, const char *nonce, size_t nonce_length, const void *body,
+                      size_t body_length, char out[BAL_SIGN_HEX_LENGTH + 1]);
+
+/* Compares two byte strings in time that depends only on the length. */
+bool bal_sign_equal(const void *a, const void *b, size_t length);
+
+#endif
