@@ -151,6 +151,7 @@ static int from_arguments(int argc, char **argv, bal_node_config *config, const 
 }
 
 int main(int argc, char **argv) {
+    bal_node_block_signals();
     bal_node_config defaults, config;
     bal_node_config_default(&defaults);
     config = defaults;

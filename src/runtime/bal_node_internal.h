@@ -207,6 +207,9 @@ int bal_bridge_recall(uint32_t shard, const bal_journal_row *rows, size_t row_co
                       bal_command *command_out, bal_outcome *outcome_out, bal_change *changes_out,
                       uint64_t *foreign_sequence_out);
 
+/* Reloads the API keys file (SIGHUP); the old keys stay in force if it is invalid. */
+void bal_node_reload_keys(bal_node *node);
+
 /* HTTP */
 void bal_routes_handle(void *context, bal_http_request *request, const bal_http_head *head,
                        const char *body, size_t body_length);
