@@ -10,6 +10,7 @@ packages=(
   librdkafka-dev libmariadb-dev libhiredis-dev   # cluster adapters (Kafka, MariaDB, Redis)
   python3 curl sqlite3                  # black-box tests and their tools
   libjansson-dev libcjson-dev           # benchmark comparison only
+  prometheus                            # promtool and a Prometheus server: observability tests
 )
 
 missing=()
