@@ -446,6 +446,19 @@ static bool replay_shard(bal_node *node, bal_shard *shard) {
         bal_log(BAL_LOG_ERROR, "journal_position_failed", "\"shard\":%u,\"detail\":\"%.300s\"", shard->index, error);
         return false;
     }
+    /* The log may lose only records nobody was told about (a torn tail). If the snapshot or
+     * the journal covers records beyond the log's end, records that were acknowledged are
+     * gone (a deleted segment, a damaged disk): refuse rather than run on without them. */
+    uint64_t last_lsn = bal_wal_next_lsn(shard->wal) - 1;
+    if (last_lsn < shard->snapshot_lsn || last_lsn < journal_lsn) {
+        bal_log(BAL_LOG_ERROR, "wal_missing_records",
+                "\"shard\":%u,\"wal_directory\":\"%.300s\",\"log_ends_at\":%llu,\"snapshot_lsn\":%llu,\"journal_lsn\":%llu,"
+                "\"detail\":\"the log ends before records that the snapshot or the journal hold: acknowledged records are "
+                "missing from the log; restore its segments from a backup\"",
+                shard->index, shard->wal_directory, (unsigned long long)last_lsn, (unsigned long long)shard->snapshot_lsn,
+                (unsigned long long)journal_lsn);
+        return false;
+    }
     if (journal_lsn < shard->snapshot_lsn) {
         bal_log(BAL_LOG_ERROR, "journal_behind_snapshot",
                 "\"shard\":%u,\"journal_lsn\":%llu,\"snapshot_lsn\":%llu,\"detail\":\"journal rows between them are missing\"",
@@ -525,7 +538,9 @@ static bool open_journal(bal_node *node) {
     bal_journal_options reader = bal_journal_options_default();
     reader.read_only = true;
     node->readers = calloc(node->config.http_threads, sizeof(bal_journal *));
-    if (node->readers == NULL) return false;
+    node->single_tokens = calloc(node->config.http_threads, sizeof(bal_json_token *));
+    node->batch_tokens = calloc(node->config.http_threads, sizeof(bal_json_token *));
+    if (node->readers == NULL || node->single_tokens == NULL || node->batch_tokens == NULL) return false;
     for (uint32_t i = 0; i < node->config.http_threads; i++) {
         if (bal_journal_open(node->journal_path, &reader, &node->readers[i], error, sizeof(error)) != BAL_JOURNAL_OK) return false;
     }
@@ -600,7 +615,11 @@ static void close_all(bal_node *node) {
         free_scratch(shard);
     }
     for (uint32_t i = 0; node->readers != NULL && i < node->config.http_threads; i++) bal_journal_close(node->readers[i]);
+    for (uint32_t i = 0; node->single_tokens != NULL && i < node->config.http_threads; i++) free(node->single_tokens[i]);
+    for (uint32_t i = 0; node->batch_tokens != NULL && i < node->config.http_threads; i++) free(node->batch_tokens[i]);
     free(node->readers);
+    free(node->single_tokens);
+    free(node->batch_tokens);
     bal_journal_close(node->writer);
     bal_queue_destroy(&node->coordinator_queue);
     bal_queue_destroy(&node->persister_queue);

@@ -142,6 +142,8 @@ typedef struct bal_node {
     bal_http_server *server;
     bal_journal *writer;             /* the persister's */
     bal_journal **readers;           /* one per HTTP thread */
+    bal_json_token **single_tokens;  /* per HTTP thread, allocated on first use */
+    bal_json_token **batch_tokens;   /* per HTTP thread: BAL_DECODE_TOKENS_MAX, on first batch */
     char journal_path[BAL_NODE_PATH_MAX + 32];
     bal_queue coordinator_queue;     /* bal_cross * */
     pthread_t coordinator_thread;

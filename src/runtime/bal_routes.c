@@ -22,8 +22,6 @@
 uint32_t bal_node_route(const bal_node *node, const bal_command *command, uint32_t *shards, uint16_t *masks);
 void bal_batch_item_done(bal_node *node, bal_batch_reply *batch);
 
-static _Thread_local bal_json_token *single_tokens;
-static _Thread_local bal_json_token *batch_tokens;
 /* The id of the request this thread is handling (handlers run to completion on it). */
 static _Thread_local char request_id[BAL_REQUEST_ID_MAX + 1];
 static _Thread_local uint64_t request_counter;
@@ -115,8 +113,15 @@ static bool submit(bal_node *node, bal_command *command, const bal_reply *reply)
     return ok;
 }
 
+/* This thread's token array (the node frees them at stop). */
+static bal_json_token *tokens_for(bal_json_token **slots, bal_http_request *request, size_t count) {
+    bal_json_token **slot = &slots[bal_http_request_thread_index(request)];
+    if (*slot == NULL) *slot = malloc(count * sizeof(bal_json_token));
+    return *slot;
+}
+
 static void post_transaction(bal_node *node, bal_http_request *request, const char *body, size_t length) {
-    if (single_tokens == NULL) single_tokens = malloc(SINGLE_TOKENS_MAX * sizeof(bal_json_token));
+    bal_json_token *single_tokens = tokens_for(node->single_tokens, request, SINGLE_TOKENS_MAX);
     bal_command *command = malloc(sizeof(bal_command));
     if (single_tokens == NULL || command == NULL) {
         free(command);
@@ -151,7 +156,7 @@ static void batch_item_error(bal_node *node, bal_batch_reply *batch, uint32_t in
 }
 
 static void post_batch(bal_node *node, bal_http_request *request, const char *body, size_t length) {
-    if (batch_tokens == NULL) batch_tokens = malloc(BAL_DECODE_TOKENS_MAX * sizeof(bal_json_token));
+    bal_json_token *batch_tokens = tokens_for(node->batch_tokens, request, BAL_DECODE_TOKENS_MAX);
     if (batch_tokens == NULL) {
         respond_error(node, request, BAL_ROUTE_BATCH, 503, "server_busy", "out of memory");
         return;
