@@ -37,6 +37,8 @@ static const option options[] = {
     {"snapshot-every", OPTION_U64, FIELD(snapshot_every), 0, "log records per shard between snapshots (0: never)"},
     {"wal-segment-bytes", OPTION_U64, FIELD(wal_segment_bytes), 0, "log segment size"},
     {"read-wait-ms", OPTION_U32, FIELD(read_wait_ms), 0, "how long a journal read waits for the journal to catch up"},
+    {"keys-file", OPTION_TEXT, FIELD(keys_file), sizeof(((bal_node_config *)0)->keys_file),
+     "API keys file (docs/auth.md); without it: no authentication, loopback only"},
     {"log-level", OPTION_LEVEL, 0, 0, "debug, info, warn or error"},
 };
 #define OPTION_COUNT (sizeof(options) / sizeof(options[0]))
@@ -47,7 +49,8 @@ static void usage(const bal_node_config *d) {
     for (size_t i = 1; i < OPTION_COUNT; i++) {
         const option *o = &options[i];
         const char *base = (const char *)d + o->offset;
-        char value[64] = "info";
+        char value[64] = "";
+        if (o->kind == OPTION_LEVEL) snprintf(value, sizeof(value), "info");
         if (o->kind == OPTION_U64) snprintf(value, sizeof(value), "%llu", (unsigned long long)*(const uint64_t *)base);
         if (o->kind == OPTION_I64) snprintf(value, sizeof(value), "%lld", (long long)*(const int64_t *)base);
         if (o->kind == OPTION_U32) snprintf(value, sizeof(value), "%u", *(const uint32_t *)base);
@@ -91,7 +94,7 @@ static bool apply_option(const option *o, const char *value, bal_node_config *co
         bal_log_set_level(level);
         return true;
     case OPTION_TEXT:
-        if (strlen(value) >= o->size || value[0] == '\0') return false;
+        if (strlen(value) >= o->size) return false;
         strcpy(base, value);
         return true;
     case OPTION_U64:

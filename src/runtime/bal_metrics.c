@@ -19,6 +19,18 @@ static const double time_bounds[BAL_METRICS_TIME_BUCKETS] = {
 /* Counts: 1 .. 8192. */
 static const double size_bounds[BAL_METRICS_SIZE_BUCKETS] = {1, 2, 4, 8, 16, 32, 64, 128, 256, 1024, 4096, 8192};
 
+static const char *const auth_reasons[BAL_METRICS_AUTH_REASONS] = {
+    "missing_headers", "malformed_header", "unknown_key", "stale_timestamp", "bad_signature",
+    "replayed_nonce", "nonce_memory_full", "permission", "other",
+};
+
+int bal_metrics_auth_reason(const char *reason) {
+    for (int i = 0; i < BAL_METRICS_AUTH_REASONS - 1; i++) {
+        if (strcmp(reason, auth_reasons[i]) == 0) return i;
+    }
+    return BAL_METRICS_AUTH_REASONS - 1;
+}
+
 void bal_metrics_observe_ns(bal_histogram *h, uint64_t nanoseconds) {
     double seconds = (double)nanoseconds / 1e9;
     int i = 0;
@@ -116,6 +128,13 @@ void bal_metrics_render(const bal_metrics *m, const bal_metrics_gauges *g, bal_t
          (unsigned long long)atomic_load(&m->duplicates));
     line(t, "# HELP balanced_decode_errors_total Requests or batch items refused as malformed.\n# TYPE balanced_decode_errors_total counter\nbalanced_decode_errors_total %llu\n",
          (unsigned long long)atomic_load(&m->decode_errors));
+    line(t, "# HELP balanced_auth_rejected_total Requests refused by authentication or authorisation, by reason.\n# TYPE balanced_auth_rejected_total counter\n");
+    for (int r = 0; r < BAL_METRICS_AUTH_REASONS; r++) {
+        line(t, "balanced_auth_rejected_total{reason=\"%s\"} %llu\n", auth_reasons[r],
+             (unsigned long long)atomic_load_explicit(&m->auth_rejected[r], memory_order_relaxed));
+    }
+    line(t, "# HELP balanced_rate_limited_total Requests refused (429) because a key exceeded its budget.\n# TYPE balanced_rate_limited_total counter\nbalanced_rate_limited_total %llu\n",
+         (unsigned long long)atomic_load(&m->rate_limited));
     line(t, "# HELP balanced_cross_shard_total Commands that spanned shards.\n# TYPE balanced_cross_shard_total counter\nbalanced_cross_shard_total %llu\n",
          (unsigned long long)atomic_load(&m->cross_shard_commands));
     line(t, "# HELP balanced_id_lookups_total Transaction ids looked up in the journal store.\n# TYPE balanced_id_lookups_total counter\nbalanced_id_lookups_total %llu\n",

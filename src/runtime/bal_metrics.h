@@ -16,6 +16,10 @@
 
 #define BAL_METRICS_TIME_BUCKETS 16
 #define BAL_METRICS_SIZE_BUCKETS 12
+#define BAL_METRICS_AUTH_REASONS 9
+
+/* The index of an authentication refusal's reason (the last one collects unknown ones). */
+int bal_metrics_auth_reason(const char *reason);
 
 typedef struct bal_histogram {
     _Atomic uint64_t buckets[BAL_METRICS_TIME_BUCKETS + 1]; /* the last is +Inf */
@@ -37,6 +41,8 @@ typedef struct bal_metrics {
     _Atomic uint64_t commands_applied;
     _Atomic uint64_t cross_shard_commands;
     _Atomic uint64_t id_lookups;               /* ids asked of the journal store */
+    _Atomic uint64_t auth_rejected[BAL_METRICS_AUTH_REASONS]; /* by reason, see bal_metrics_auth_reason */
+    _Atomic uint64_t rate_limited;             /* requests refused 429 by a key's budget */
     bal_histogram request_duration;            /* seconds, POST routes, receipt to response */
     bal_histogram wal_fsync;                   /* seconds */
     bal_histogram apply_duration;              /* seconds per batch */

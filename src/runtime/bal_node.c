@@ -30,6 +30,8 @@
 #include "bal_render.h"
 #include "bal_snapfile.h"
 
+static bool start_auth(bal_node *node);
+
 /* The routing function's seed: fixed for ever, since data directories depend on it. */
 #define SHARD_ROUTING_SEED 0x62616c616e636564ull
 
@@ -92,21 +94,35 @@ uint32_t bal_node_shard_of(const bal_node *node, uint64_t account_id) {
 
 /* ---------------- replies ---------------- */
 
-void bal_node_send(bal_http_request *request, const char *request_id, int status, const char *content_type,
-                   const char *body, size_t body_length) {
-    char header[BAL_REQUEST_ID_MAX + 24];
-    snprintf(header, sizeof(header), "X-Request-Id: %s\r\n", request_id);
+static void send_with(bal_http_request *request, const char *request_id, int status, const char *content_type,
+                      const char *body, size_t body_length, uint32_t retry_after_s) {
+    char header[BAL_REQUEST_ID_MAX + 64];
+    if (retry_after_s > 0) {
+        snprintf(header, sizeof(header), "X-Request-Id: %s\r\nRetry-After: %u\r\n", request_id, retry_after_s);
+    } else {
+        snprintf(header, sizeof(header), "X-Request-Id: %s\r\n", request_id);
+    }
     bal_http_respond(request, status, content_type, header, body, body_length);
     if (status >= 500) bal_log(BAL_LOG_WARN, "request_failed", "\"request_id\":\"%s\",\"status\":%d", request_id, status);
 }
 
-void bal_node_send_error(bal_http_request *request, const char *request_id, int status, const char *code,
-                         const char *message) {
+void bal_node_send(bal_http_request *request, const char *request_id, int status, const char *content_type,
+                   const char *body, size_t body_length) {
+    send_with(request, request_id, status, content_type, body, body_length, 0);
+}
+
+void bal_node_send_retry(bal_http_request *request, const char *request_id, int status, const char *code,
+                         const char *message, uint32_t retry_after_s) {
     char body[512];
     bal_text text;
     bal_text_init_with(&text, body, sizeof(body), sizeof(body));
     bal_render_error(&text, code, message);
-    bal_node_send(request, request_id, status, "application/json", text.data, text.length);
+    send_with(request, request_id, status, "application/json", text.data, text.length, retry_after_s);
+}
+
+void bal_node_send_error(bal_http_request *request, const char *request_id, int status, const char *code,
+                         const char *message) {
+    bal_node_send_retry(request, request_id, status, code, message, 0);
 }
 
 static void observe_request(bal_node *node, const bal_reply *reply) {
@@ -629,11 +645,11 @@ static void log_start(const bal_node_config *c) {
     bal_log(BAL_LOG_INFO, "starting",
             "\"listen\":\"%s:%u\",\"data_dir\":\"%.300s\",\"shards\":%u,\"http_threads\":%u,\"balance_capacity\":%llu,"
             "\"idempotency_count\":%u,\"idempotency_bytes\":%llu,\"idempotency_retention_ms\":%lld,\"batch_max\":%u,"
-            "\"queue_depth\":%u,\"snapshot_every\":%llu,\"wal_segment_bytes\":%llu,\"auth\":\"none\"",
+            "\"queue_depth\":%u,\"snapshot_every\":%llu,\"wal_segment_bytes\":%llu,\"keys_file\":\"%.300s\"",
             c->listen_host, c->listen_port, c->data_dir, c->shard_count, c->http_threads,
             (unsigned long long)c->balance_capacity, c->idempotency_count, (unsigned long long)c->idempotency_bytes,
             (long long)c->idempotency_retention_ms, c->batch_max, c->queue_depth, (unsigned long long)c->snapshot_every,
-            (unsigned long long)c->wal_segment_bytes);
+            (unsigned long long)c->wal_segment_bytes, c->keys_file[0] ? c->keys_file : "(none)");
 }
 
 int bal_node_run(const bal_node_config *config) {
@@ -643,8 +659,8 @@ int bal_node_run(const bal_node_config *config) {
     node->start_time_seconds = (double)time(NULL);
     log_start(config);
     int64_t start = bal_node_now_ns();
-    if (!make_directory(config->data_dir) || !check_meta(config) || !init_shared(node) || !recover(node) ||
-        !start_server(node)) {
+    if (!start_auth(node) || !make_directory(config->data_dir) || !check_meta(config) || !init_shared(node) ||
+        !recover(node) || !start_server(node)) {
         bal_log(BAL_LOG_ERROR, "start_failed", "\"detail\":\"see the lines above\"");
         _exit(1); /* threads may be blocked on half-built state: leave at once; the log is intact */
     }
@@ -659,21 +675,59 @@ int bal_node_run(const bal_node_config *config) {
     atomic_store(&node->ready, 1);
     bal_log(BAL_LOG_INFO, "listening", "\"host\":\"%s\",\"port\":%u,\"recovery_ms\":%.1f", config->listen_host,
             bal_http_server_port(node->server), (double)(bal_node_now_ns() - start) / 1e6);
-    if (strcmp(config->listen_host, "127.0.0.1") != 0 && strcmp(config->listen_host, "::1") != 0) {
-        bal_log(BAL_LOG_WARN, "listening_beyond_loopback", "\"detail\":\"no API keys: anyone who reaches this address can move money\"");
-    }
     bal_http_server_run(node->server); /* until SIGTERM/SIGINT; every deferred request answered */
     atomic_store(&node->stopping, 1);
     bal_log(BAL_LOG_INFO, "stopping", "\"reason\":\"signal\"");
     stop_threads(node, started, coordinator);
     bal_http_server_destroy(node->server);
     close_all(node);
+    bal_auth_destroy(node->auth);
     bal_log(BAL_LOG_INFO, "stopped", "\"exit_code\":0");
     free(node);
     return 0;
 }
 
 void bal_node_reload_keys(bal_node *node) {
-    (void)node;
-    bal_log(BAL_LOG_INFO, "keys_reload_skipped", "\"detail\":\"no keys file configured\"");
+    if (node->auth == NULL) {
+        bal_log(BAL_LOG_INFO, "keys_reload_skipped", "\"detail\":\"no keys file configured\"");
+        return;
+    }
+    char error[512];
+    bal_auth_status status = bal_auth_load(node->auth, node->config.keys_file, error, sizeof(error));
+    if (status != BAL_AUTH_OK) {
+        bal_log(BAL_LOG_ERROR, "keys_reload_failed", "\"status\":\"%s\",\"detail\":\"%.300s\",\"kept\":\"the previous keys\"",
+                bal_auth_status_name(status), error);
+        return;
+    }
+    bal_log(BAL_LOG_INFO, "keys_reloaded", "\"keys\":%zu", bal_auth_key_count(node->auth));
+}
+
+static bool is_loopback(const char *host) {
+    return strncmp(host, "127.", 4) == 0 || strcmp(host, "::1") == 0 || strcmp(host, "localhost") == 0;
+}
+
+/* With keys, every API request is signed and checked; without, the node serves loopback
+ * only (SPEC: Security) and refuses to listen anywhere else. */
+static bool start_auth(bal_node *node) {
+    if (node->config.keys_file[0] == '\0') {
+        if (!is_loopback(node->config.listen_host)) {
+            bal_log(BAL_LOG_ERROR, "keys_required", "\"listen\":\"%s\",\"detail\":\"no API keys are configured "
+                    "(--keys-file): the node listens on loopback only\"", node->config.listen_host);
+            return false;
+        }
+        bal_log(BAL_LOG_WARN, "no_api_keys", "\"detail\":\"no --keys-file: requests are not authenticated; "
+                "listening on loopback only\"");
+        return true;
+    }
+    bal_auth_config config;
+    bal_auth_config_default(&config);
+    char error[512];
+    bal_auth_status status = bal_auth_create(&config, &node->auth, error, sizeof(error));
+    if (status == BAL_AUTH_OK) status = bal_auth_load(node->auth, node->config.keys_file, error, sizeof(error));
+    if (status != BAL_AUTH_OK) {
+        bal_log(BAL_LOG_ERROR, "keys_load_failed", "\"status\":\"%s\",\"detail\":\"%.300s\"", bal_auth_status_name(status), error);
+        return false;
+    }
+    bal_log(BAL_LOG_INFO, "keys_loaded", "\"keys\":%zu", bal_auth_key_count(node->auth));
+    return true;
 }

@@ -31,6 +31,7 @@ typedef struct bal_node_config {
     uint64_t snapshot_every;            /* log records per shard between snapshots; 0: never */
     uint64_t wal_segment_bytes;
     uint32_t read_wait_ms;              /* how long a read waits for the journal to catch up */
+    char keys_file[BAL_NODE_PATH_MAX];  /* API keys (docs/auth.md); empty: no keys, loopback only */
 } bal_node_config;
 
 void bal_node_config_default(bal_node_config *config);

@@ -19,6 +19,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 
+#include "bal_auth.h"
 #include "bal_decode.h"
 #include "bal_http.h"
 #include "bal_journal.h"
@@ -153,6 +154,7 @@ typedef struct bal_node {
     pthread_t persister_thread;
     pthread_mutex_t progress_mutex;  /* with progress_cond: persister progress */
     pthread_cond_t progress_cond;
+    bal_auth *auth;                  /* NULL: no keys (loopback only) */
     _Atomic int ready;
     _Atomic int stopping;
     double start_time_seconds;       /* Unix time of the start, for process_start_time_seconds */
@@ -168,6 +170,9 @@ void bal_node_send(bal_http_request *request, const char *request_id, int status
                    const char *body, size_t body_length);
 void bal_node_send_error(bal_http_request *request, const char *request_id, int status, const char *code,
                          const char *message);
+/* An error with a Retry-After header (seconds). */
+void bal_node_send_retry(bal_http_request *request, const char *request_id, int status, const char *code,
+                         const char *message, uint32_t retry_after_s);
 
 /* Answers a command (single request or batch slot). */
 void bal_node_reply(bal_node *node, const bal_reply *reply, const bal_command *command,

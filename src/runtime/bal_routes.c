@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <time.h>
 
 #include "bal_log.h"
@@ -84,6 +85,77 @@ static void respond_text(bal_node *node, bal_http_request *request, int route, i
                   text->data, text->length);
 }
 
+/* ---- authentication ---- */
+
+/* The request's identity for this thread's request: a key id once authenticated. */
+static _Thread_local char request_key[BAL_AUTH_KEY_ID_LENGTH_MAX + 1];
+
+/* A header that must appear at most once: false if it appears twice (then *value = "" so
+ * the auth check calls it malformed). */
+static void single_header(const bal_http_head *head, const char *name, const char **value, size_t *length) {
+    *value = NULL;
+    *length = 0;
+    size_t name_length = strlen(name);
+    for (size_t i = 0; i < head->header_count; i++) {
+        const bal_http_header *h = &head->headers[i];
+        if (h->name_length != name_length || strncasecmp(h->name, name, name_length) != 0) continue;
+        if (*value != NULL) {
+            *value = "";
+            *length = 0;
+            return;
+        }
+        *value = h->value;
+        *length = h->value_length;
+    }
+}
+
+static void refuse(bal_node *node, bal_http_request *request, int route, const bal_auth_decision *decision) {
+    if (decision->http_status == 429) {
+        atomic_fetch_add(&node->metrics.rate_limited, 1);
+    } else {
+        atomic_fetch_add(&node->metrics.auth_rejected[bal_metrics_auth_reason(decision->reason)], 1);
+    }
+    atomic_fetch_add(&node->metrics.requests[route][decision->http_status / 100], 1);
+    bal_log(BAL_LOG_INFO, "request_refused", "\"request_id\":\"%s\",\"status\":%d,\"reason\":\"%s\",\"key\":\"%s\"",
+            request_id, decision->http_status, decision->reason, decision->key_id);
+    bal_node_send_retry(request, request_id, decision->http_status, decision->error, decision->message,
+                        decision->http_status == 429 || decision->http_status == 503 ? decision->retry_after_s : 0);
+}
+
+/* Checks the signature and permission of an API request (no-op without keys). */
+static bool authenticate(bal_node *node, bal_http_request *request, const bal_http_head *head, const char *body,
+                         size_t body_length, int route) {
+    request_key[0] = '\0';
+    if (node->auth == NULL) return true;
+    bal_auth_request auth = {
+        .method = head->method_text, .method_length = head->method_length,
+        .path_with_query = head->target, .path_length = head->target_length,
+        .body = body, .body_length = body_length, .now_ms = unix_ms(),
+    };
+    single_header(head, "X-Api-Key", &auth.api_key, &auth.api_key_length);
+    single_header(head, "X-Timestamp", &auth.timestamp, &auth.timestamp_length);
+    single_header(head, "X-Nonce", &auth.nonce, &auth.nonce_length);
+    single_header(head, "X-Signature", &auth.signature, &auth.signature_length);
+    bal_permission needed = head->method == BAL_HTTP_METHOD_POST ? BAL_PERMISSION_WRITE : BAL_PERMISSION_READ;
+    bal_auth_decision decision;
+    if (!bal_auth_check(node->auth, &auth, needed, &decision)) {
+        refuse(node, request, route, &decision);
+        return false;
+    }
+    memcpy(request_key, decision.key_id, sizeof(request_key));
+    return true;
+}
+
+/* Charges the key's budgets: one request and `operations` operations (a batch counts its
+ * items). No-op without keys. */
+static bool charge(bal_node *node, bal_http_request *request, int route, uint32_t operations) {
+    if (node->auth == NULL) return true;
+    bal_auth_decision decision;
+    if (bal_auth_charge(node->auth, request_key, operations, unix_ms(), &decision)) return true;
+    refuse(node, request, route, &decision);
+    return false;
+}
+
 /* Queues one decoded command for its shard(s); the command is heap-owned from here on. */
 static bool submit(bal_node *node, bal_command *command, const bal_reply *reply) {
     uint32_t shards[BAL_EVENT_LEGS_MAX];
@@ -131,6 +203,10 @@ static void post_transaction(bal_node *node, bal_http_request *request, const ch
     bal_decode_diagnostic diagnostic;
     bal_decode_error error = bal_decode_transaction(body, length, single_tokens, SINGLE_TOKENS_MAX, unix_ms(), command,
                                                     &diagnostic);
+    if (!charge(node, request, BAL_ROUTE_TRANSACTION, error == BAL_DECODE_OK ? 1 : 0)) {
+        free(command);
+        return;
+    }
     if (error != BAL_DECODE_OK) {
         free(command);
         atomic_fetch_add(&node->metrics.decode_errors, 1);
@@ -164,6 +240,7 @@ static void post_batch(bal_node *node, bal_http_request *request, const char *bo
     uint32_t first = 0, count = 0;
     bal_decode_diagnostic diagnostic;
     bal_decode_error error = bal_decode_batch(body, length, batch_tokens, BAL_DECODE_TOKENS_MAX, &first, &count, &diagnostic);
+    if (!charge(node, request, BAL_ROUTE_BATCH, error == BAL_DECODE_OK ? count : 0)) return;
     if (error != BAL_DECODE_OK) {
         atomic_fetch_add(&node->metrics.decode_errors, 1);
         respond_error(node, request, BAL_ROUTE_BATCH, error == BAL_DECODE_INVALID_JSON && strstr(diagnostic.message, "too_many_tokens") ? 413 : 400,
@@ -555,6 +632,14 @@ void bal_routes_handle(void *context, bal_http_request *request, const bal_http_
     set_request_id(request, head);
     bool get = head->method == BAL_HTTP_METHOD_GET || head->method == BAL_HTTP_METHOD_HEAD;
     bool post = head->method == BAL_HTTP_METHOD_POST;
+    /* Every /v1 route is authenticated; /health, /ready and /metrics are for probes and
+     * scrapers, which cannot sign (restrict them by network). GETs are charged at once; a
+     * POST is charged once its body tells how many operations it carries. */
+    bool api = head->path_length >= 4 && memcmp(head->path, "/v1/", 4) == 0;
+    if (api && (get || post)) {
+        if (!authenticate(node, request, head, body, body_length, BAL_ROUTE_OTHER)) return;
+        if (get && !charge(node, request, BAL_ROUTE_OTHER, 0)) return;
+    }
     if (path_is(head, "/v1/transactions")) {
         if (post) post_transaction(node, request, body, body_length); else wrong_method(node, request, BAL_ROUTE_TRANSACTION);
     } else if (path_is(head, "/v1/transactions/batch")) {
