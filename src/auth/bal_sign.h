@@ -16,6 +16,8 @@
 #include <stdint.h>
 
 #define BAL_SIGN_HEX_LENGTH 64 /* 32 bytes as lower-case hex */
+/* Secrets up to this length keep a keyed context per thread between calls. */
+#define BAL_SIGN_SECRET_CACHE_MAX 256
 
 /* Lower-case hex of SHA-256(data): 64 characters and a NUL. */
 void bal_sign_sha256_hex(const void *data, size_t length, char out[BAL_SIGN_HEX_LENGTH + 1]);
