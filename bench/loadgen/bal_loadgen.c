@@ -133,7 +133,14 @@ static bool lg_number(const char *text, double low, double high, double *out) {
     return true;
 }
 
-enum { LG_OPTION_CURRENCY = 256, LG_OPTION_AMOUNT, LG_OPTION_SEED, LG_OPTION_RUN_ID, LG_OPTION_FORMAT, LG_OPTION_SIGN };
+enum {
+    LG_OPTION_CURRENCY = 256,
+    LG_OPTION_AMOUNT,
+    LG_OPTION_SEED,
+    LG_OPTION_RUN_ID,
+    LG_OPTION_FORMAT,
+    LG_OPTION_SIGN,
+};
 
 static const struct option lg_long_options[] = {
     {"connections", required_argument, NULL, 'c'}, {"threads", required_argument, NULL, 't'},
@@ -152,21 +159,34 @@ static const struct option lg_long_options[] = {
     {NULL, 0, NULL, 0},
 };
 
+static bool lg_count32(const char *text, double high, uint32_t *out) {
+    double value = 0;
+    if (!lg_number(text, 1, high, &value)) return false;
+    *out = (uint32_t)value;
+    return true;
+}
+
+static bool lg_count64(const char *text, double low, double high, uint64_t *out) {
+    double value = 0;
+    if (!lg_number(text, low, high, &value)) return false;
+    *out = (uint64_t)value;
+    return true;
+}
+
 /* Numeric options; false if the value is out of range. */
 static bool lg_apply_number(lg_cli *cli, int option, const char *argument) {
     bal_loadgen_options *options = &cli->options;
-    double value = 0;
     switch (option) {
-    case 'c': if (!lg_number(argument, 1, BAL_LOADGEN_CONNECTIONS_MAX, &value)) return false; options->connections = (uint32_t)value; return true;
-    case 't': if (!lg_number(argument, 1, BAL_LOADGEN_THREADS_MAX, &value)) return false; options->threads = (uint32_t)value; return true;
-    case 'p': if (!lg_number(argument, 1, BAL_LOADGEN_PIPELINE_MAX, &value)) return false; options->pipeline = (uint32_t)value; return true;
+    case 'c': return lg_count32(argument, BAL_LOADGEN_CONNECTIONS_MAX, &options->connections);
+    case 't': return lg_count32(argument, BAL_LOADGEN_THREADS_MAX, &options->threads);
+    case 'p': return lg_count32(argument, BAL_LOADGEN_PIPELINE_MAX, &options->pipeline);
     case 'd': cli->duration_given = true; return lg_number(argument, 0.001, 1e7, &options->duration_s);
     case 'w': return lg_number(argument, 0, 1e7, &options->warmup_s);
-    case 'n': if (!lg_number(argument, 1, 1e15, &value)) return false; options->requests = (uint64_t)value; return true;
+    case 'n': return lg_count64(argument, 1, 1e15, &options->requests);
     case 'R': return lg_number(argument, 0.001, 1e9, &options->rate);
-    case 'b': if (!lg_number(argument, 1, BAL_WORKLOAD_BATCH_MAX, &value)) return false; cli->batch = (uint32_t)value; return true;
-    case 'a': if (!lg_number(argument, 1, 1e15, &value)) return false; cli->accounts = (uint64_t)value; return true;
-    case LG_OPTION_SEED: if (!lg_number(argument, 0, 1e18, &value)) return false; options->seed = (uint64_t)value; return true;
+    case 'b': return lg_count32(argument, BAL_WORKLOAD_BATCH_MAX, &cli->batch);
+    case 'a': return lg_count64(argument, 1, 1e15, &cli->accounts);
+    case LG_OPTION_SEED: return lg_count64(argument, 0, 1e18, &options->seed);
     default: return false;
     }
 }
@@ -175,7 +195,10 @@ static bool lg_apply(lg_cli *cli, int option, const char *argument) {
     switch (option) {
     case 'm': cli->method = argument; return true;
     case 'o': cli->operations = argument; return true;
-    case 'T': free(cli->template_text); cli->template_text = lg_read_text(argument); return cli->template_text != NULL;
+    case 'T':
+        free(cli->template_text);
+        cli->template_text = lg_read_text(argument);
+        return cli->template_text != NULL;
     case 'H': return lg_add_header(cli, argument);
     case LG_OPTION_CURRENCY: cli->currency = argument; return true;
     case LG_OPTION_AMOUNT: cli->amount = argument; return true;
@@ -197,8 +220,7 @@ static int lg_parse(lg_cli *cli, int argc, char **argv) {
             return 1;
         }
         if (option == '?' || !lg_apply(cli, option, optarg)) {
-            if (option != '?') fprintf(stderr, "bal_loadgen: bad value for -%c/--%s: %s\n", option < 256 ? option : '-',
-                                       option < 256 ? "" : "option", optarg);
+            if (option != '?') fprintf(stderr, "bal_loadgen: bad option value: %s\n", optarg);
             usage(stderr);
             return 2;
         }
@@ -237,7 +259,8 @@ static bool lg_add_operation(lg_cli *cli, bal_workload *workload, const char *it
     }
     uint32_t index = workload->operation_count++;
     workload->weights[index] = (uint32_t)weight;
-    return bal_template_compile(&workload->operations[index], text, cli->amount, cli->currency, errstr, errstr_size);
+    return bal_template_compile(&workload->operations[index], text, cli->amount, cli->currency, errstr,
+                                errstr_size);
 }
 
 static bool lg_add_operations(lg_cli *cli, bal_workload *workload, char *errstr, size_t errstr_size) {
@@ -277,8 +300,11 @@ static bool lg_build_workload(lg_cli *cli, bal_workload *workload, bal_loadgen_s
         snprintf(workload->run_id, sizeof workload->run_id, "lg%llx",
                  (unsigned long long)now.tv_sec * 1000000ull + (unsigned long long)now.tv_nsec / 1000);
     }
-    const char *path = cli->path[0] != '\0' ? cli->path : cli->batch > 0 ? "/v1/transactions/batch" : "/v1/transactions";
-    if (!bal_template_compile(&workload->path, path, cli->amount, cli->currency, errstr, errstr_size)) return false;
+    const char *path = cli->batch > 0 ? "/v1/transactions/batch" : "/v1/transactions";
+    if (cli->path[0] != '\0') path = cli->path;
+    if (!bal_template_compile(&workload->path, path, cli->amount, cli->currency, errstr, errstr_size)) {
+        return false;
+    }
     if (!lg_add_operations(cli, workload, errstr, errstr_size)) return false;
     if (cli->headers_length > 0) workload->extra_headers = strdup(cli->headers);
     if (cli->sign != NULL) {
@@ -318,7 +344,8 @@ static void lg_print_human(const lg_cli *cli, const bal_workload *workload, cons
     if (options->rate > 0) printf("open loop at %.0f requests/s", options->rate);
     else printf("closed loop");
     printf(", %.2f s measured (+%.2f s warm-up)\n", report->seconds, options->warmup_s);
-    printf("  requests    %12llu  %12.1f/s\n", (unsigned long long)report->requests, (double)report->requests / seconds);
+    printf("  requests    %12llu  %12.1f/s\n", (unsigned long long)report->requests,
+           (double)report->requests / seconds);
     printf("  operations  %12llu  %12.1f/s  (%u per request)\n", (unsigned long long)report->operations,
            (double)report->operations / seconds, workload->batch == 0 ? 1 : workload->batch);
     printf("  latency ms  p50 %.3f  p95 %.3f  p99 %.3f  p99.9 %.3f  max %.3f  mean %.3f\n",
@@ -327,9 +354,11 @@ static void lg_print_human(const lg_cli *cli, const bal_workload *workload, cons
            lg_ms(latency->max_us), bal_histogram_mean(latency) / 1000.0);
     printf("  status     ");
     for (int status = 0; status < BAL_LOADGEN_STATUS_MAX; status++) {
-        if (report->status_counts[status] > 0) printf(" %d: %llu", status, (unsigned long long)report->status_counts[status]);
+        unsigned long long count = report->status_counts[status];
+        if (count > 0) printf(" %d: %llu", status, count);
     }
-    printf("\n  errors      connect %llu, io %llu, protocol %llu, lost in flight %llu, unsent %llu, reconnects %llu\n",
+    printf("\n  errors      connect %llu, io %llu, protocol %llu, lost in flight %llu, unsent %llu, "
+           "reconnects %llu\n",
            (unsigned long long)report->errors_connect, (unsigned long long)report->errors_io,
            (unsigned long long)report->errors_protocol, (unsigned long long)report->requests_lost,
            (unsigned long long)report->requests_unsent, (unsigned long long)report->reconnects);
@@ -348,7 +377,8 @@ int main(int argc, char **argv) {
     char errstr[256] = {0};
     static bal_workload workload;
     static bal_loadgen_signer signer;
-    if (!lg_parse_url(&cli, errstr, sizeof errstr) || !lg_build_workload(&cli, &workload, &signer, errstr, sizeof errstr)) {
+    if (!lg_parse_url(&cli, errstr, sizeof errstr) ||
+        !lg_build_workload(&cli, &workload, &signer, errstr, sizeof errstr)) {
         fprintf(stderr, "bal_loadgen: %s\n", errstr);
         return 2;
     }

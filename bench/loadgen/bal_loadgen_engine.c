@@ -353,7 +353,9 @@ static bool lg_finished(const lg_thread *thread) {
 
 static uint64_t lg_wait_ns(const lg_thread *thread) {
     uint64_t wait = LG_WAIT_NS_MAX;
-    if (thread->end_ns > thread->now_ns && thread->end_ns - thread->now_ns < wait) wait = thread->end_ns - thread->now_ns;
+    if (thread->end_ns > thread->now_ns && thread->end_ns - thread->now_ns < wait) {
+        wait = thread->end_ns - thread->now_ns;
+    }
     if (lg_open_loop(thread) && lg_may_send(thread)) {
         double next = lg_scheduled_ns(thread, thread->scheduled) - (double)thread->now_ns;
         if (next < 0) next = 0;
@@ -366,7 +368,8 @@ static uint64_t lg_wait_ns(const lg_thread *thread) {
 static void lg_turn(lg_thread *thread, struct epoll_event *events) {
     for (uint32_t i = 0; i < thread->connection_count && thread->closed_count > 0; i++) {
         lg_connection *connection = &thread->connections[i];
-        if (connection->fd < 0 && thread->now_ns >= connection->retry_ns && lg_may_send(thread)) lg_connect(connection);
+        bool due = connection->fd < 0 && thread->now_ns >= connection->retry_ns;
+        if (due && lg_may_send(thread)) lg_connect(connection);
     }
     if (lg_open_loop(thread)) lg_schedule(thread);
     for (uint32_t i = 0; i < thread->dirty_count; i++) {
@@ -376,7 +379,8 @@ static void lg_turn(lg_thread *thread, struct epoll_event *events) {
     }
     thread->dirty_count = 0;
     uint64_t wait_ns = lg_wait_ns(thread);
-    struct timespec timeout = {.tv_sec = (time_t)(wait_ns / 1000000000ull), .tv_nsec = (long)(wait_ns % 1000000000ull)};
+    struct timespec timeout = {.tv_sec = (time_t)(wait_ns / 1000000000ull),
+                               .tv_nsec = (long)(wait_ns % 1000000000ull)};
     int count = epoll_pwait2(thread->epoll_fd, events, LG_EVENTS_MAX, &timeout, NULL);
     thread->now_ns = lg_now_ns();
     for (int i = 0; i < count; i++) lg_on_event(events[i].data.ptr, events[i].events);
@@ -412,7 +416,8 @@ static bool lg_resolve(const bal_loadgen_options *options, struct sockaddr_stora
 
 static bool lg_thread_init(lg_thread *thread, const bal_loadgen_options *options, uint32_t index,
                            uint64_t start_ns) {
-    uint32_t share = options->connections / options->threads + (index < options->connections % options->threads ? 1 : 0);
+    uint32_t threads = options->threads;
+    uint32_t share = options->connections / threads + (index < options->connections % threads ? 1 : 0);
     thread->options = options;
     thread->index = index;
     thread->connection_count = share;
@@ -433,8 +438,7 @@ static bool lg_thread_init(lg_thread *thread, const bal_loadgen_options *options
     thread->measure_ns = start_ns + (uint64_t)(options->warmup_s * LG_NS_PER_S);
     thread->end_ns = thread->measure_ns + (uint64_t)(options->duration_s * LG_NS_PER_S);
     uint64_t requests = options->requests;
-    thread->send_budget = requests == 0 ? UINT64_MAX
-                                        : requests / options->threads + (index < requests % options->threads ? 1 : 0);
+    thread->send_budget = requests == 0 ? UINT64_MAX : requests / threads + (index < requests % threads ? 1 : 0);
     if (options->rate > 0.0) {
         /* Threads interleave their schedules so the total rate is smooth. */
         thread->interval_ns = LG_NS_PER_S * options->threads / options->rate;
@@ -485,11 +489,15 @@ static double lg_window_s(const lg_thread *threads, uint32_t count) {
 
 static const char *lg_check(const bal_loadgen_options *options) {
     if (options->workload == NULL) return "no workload";
-    if (options->connections == 0 || options->connections > BAL_LOADGEN_CONNECTIONS_MAX) return "connections out of range";
+    if (options->connections == 0 || options->connections > BAL_LOADGEN_CONNECTIONS_MAX) {
+        return "connections out of range";
+    }
     if (options->threads == 0 || options->threads > BAL_LOADGEN_THREADS_MAX) return "threads out of range";
     if (options->threads > options->connections) return "more threads than connections";
     if (options->pipeline == 0 || options->pipeline > BAL_LOADGEN_PIPELINE_MAX) return "pipeline out of range";
-    if (!(options->duration_s > 0.0) || options->warmup_s < 0.0 || options->rate < 0.0) return "bad duration, warm-up or rate";
+    if (!(options->duration_s > 0.0) || options->warmup_s < 0.0 || options->rate < 0.0) {
+        return "bad duration, warm-up or rate";
+    }
     return NULL;
 }
 

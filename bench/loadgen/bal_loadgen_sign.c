@@ -42,7 +42,8 @@ bool bal_loadgen_sign(void *context, const bal_loadgen_request_view *request, ba
     assert(signer != NULL && request != NULL && headers != NULL);
     struct timespec now;
     clock_gettime(CLOCK_REALTIME, &now);
-    unsigned long long timestamp_ms = (unsigned long long)now.tv_sec * 1000ull + (unsigned long long)now.tv_nsec / 1000000ull;
+    unsigned long long timestamp_ms =
+        (unsigned long long)now.tv_sec * 1000ull + (unsigned long long)now.tv_nsec / 1000000ull;
     char nonce[64];
     snprintf(nonce, sizeof nonce, "%s-%u-%llu", signer->run_id, request->thread_index,
              (unsigned long long)request->sequence);

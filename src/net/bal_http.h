@@ -1,10 +1,11 @@
 /*
  * bal_http.h -- the HTTP/1.1 server: keep-alive, pipelining, deferred replies.
  *
- * The server runs config.thread_count event loops (epoll, one thread each, one listening
- * socket each through SO_REUSEPORT). A loop reads requests, parses their heads with the
- * pure parser (bal_http_parser.h), waits for the whole body, and calls the handler on its
- * own thread. The handler answers at once with bal_http_respond(), or calls
+ * The server runs config.thread_count event loops (epoll, one thread each). Loop 0 accepts
+ * and hands every new connection to the loop that owns the fewest, so even a handful of
+ * long-lived client connections use every thread. A loop reads requests, parses their
+ * heads with the pure parser (bal_http_parser.h), waits for the whole body, and calls the
+ * handler on its own thread. The handler answers at once with bal_http_respond(), or calls
  * bal_http_request_defer() and answers later from any thread: the response then travels
  * back to the owning loop through a lock-free queue and an eventfd. Responses on one
  * connection always leave in request order, whatever order they were produced in, so a
@@ -150,7 +151,8 @@ uint32_t bal_http_request_thread_index(const bal_http_request *request);
 void bal_http_respond(bal_http_request *request, int status, const char *content_type,
                       const char *extra_headers, const char *body, size_t body_length);
 
-/* A JSON error body {"error":code,"message":message}; code and message need no escaping. */
+/* Responds with a JSON error body {"error":code,"message":message}. code and message must
+ * need no JSON escaping (no quote, no backslash) and fit in 1 KiB together. */
 void bal_http_respond_error(bal_http_request *request, int status, const char *code,
                             const char *message);
 

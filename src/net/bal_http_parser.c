@@ -16,13 +16,45 @@
 
 static const char bal_http_root_path[] = "/";
 
+/* Character classes, one table lookup per byte: parsing is most of a pipelined request's
+ * CPU time. */
+enum {
+    BAL_HTTP_TCHAR = 1,  /* token characters (RFC 9110 5.6.2): methods, field names */
+    BAL_HTTP_VALUE = 2,  /* field value characters: VCHAR, SP, HTAB, obs-text */
+    BAL_HTTP_TARGET = 4, /* request target characters: visible ASCII */
+};
+
+#define BAL_HTTP_TOKEN_AND_MORE (BAL_HTTP_TCHAR | BAL_HTTP_VALUE | BAL_HTTP_TARGET)
+#define BAL_HTTP_VISIBLE (BAL_HTTP_VALUE | BAL_HTTP_TARGET)
+
+#define T BAL_HTTP_TOKEN_AND_MORE
+#define V BAL_HTTP_VISIBLE
+static const unsigned char bal_http_class[256] = {
+    ['\t'] = BAL_HTTP_VALUE, [' '] = BAL_HTTP_VALUE,
+    ['!'] = T, ['"'] = V, ['#' ... '\''] = T, ['('] = V, [')'] = V, ['*'] = T, ['+'] = T,
+    [','] = V, ['-'] = T, ['.'] = T, ['/'] = V, ['0' ... '9'] = T, [':' ... '@'] = V,
+    ['A' ... 'Z'] = T, ['['] = V, ['\\'] = V, [']'] = V, ['^' ... 'z'] = T, ['{'] = V,
+    ['|'] = T, ['}'] = V, ['~'] = T, [0x80 ... 0xff] = BAL_HTTP_VALUE,
+};
+#undef T
+#undef V
+
 static bool bal_http_is_tchar(unsigned char c) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+    return (bal_http_class[c] & BAL_HTTP_TCHAR) != 0;
 }
 
 static bool bal_http_is_field_value_char(unsigned char c) {
-    return c == '\t' || (c >= 0x20 && c != 0x7f);
+    return (bal_http_class[c] & BAL_HTTP_VALUE) != 0;
+}
+
+/* A field name (token characters only) against a lower-case name of letters and '-':
+ * setting bit 0x20 lower-cases a letter and leaves '-' alone, and no other token character
+ * turns into a letter or '-' that way. */
+static bool bal_http_name_is(const char *name, const char *lower, size_t length) {
+    for (size_t i = 0; i < length; i++) {
+        if (((unsigned char)name[i] | 0x20) != (unsigned char)lower[i]) return false;
+    }
+    return true;
 }
 
 static unsigned char bal_http_lower(unsigned char c) {
@@ -146,8 +178,7 @@ static bal_http_method bal_http_method_from_text(const char *text, size_t length
 static bool bal_http_parse_target(const char *target, size_t length, bal_http_head *head) {
     assert(length > 0);
     for (size_t i = 0; i < length; i++) {
-        unsigned char c = (unsigned char)target[i];
-        if (c <= 0x20 || c >= 0x7f) return false;
+        if ((bal_http_class[(unsigned char)target[i]] & BAL_HTTP_TARGET) == 0) return false;
     }
     const char *path = target;
     size_t path_room = length;
@@ -270,11 +301,19 @@ static bal_http_parse_status bal_http_apply_field(const bal_http_header *field, 
                                                   bal_http_framing *framing) {
     const char *name = field->name;
     size_t length = field->name_length;
-    /* Most fields are none of these; their lengths tell at once. */
-    if (length != 14 && length != 17 && length != 10 && length != 6 && length != 4) {
-        return BAL_HTTP_PARSE_COMPLETE;
+    /* Most fields are none of these; the length picks the one name worth comparing. */
+    const char *known = NULL;
+    switch (length) {
+    case 4: known = "host"; break;
+    case 6: known = "expect"; break;
+    case 10: known = "connection"; break;
+    case 14: known = "content-length"; break;
+    case 17: known = "transfer-encoding"; break;
+    default: return BAL_HTTP_PARSE_COMPLETE;
     }
-    if (bal_http_equals_ignore_case(name, length, "content-length")) {
+    /* The switch made the lengths equal. */
+    if (!bal_http_name_is(name, known, length)) return BAL_HTTP_PARSE_COMPLETE;
+    if (length == 14) {
         uint64_t value = 0;
         if (!bal_http_parse_content_length(field->value, field->value_length, &value)) {
             return bal_http_fail(head, BAL_HTTP_PARSE_INVALID, "malformed Content-Length");
@@ -284,20 +323,21 @@ static bal_http_parse_status bal_http_apply_field(const bal_http_header *field, 
         }
         head->has_content_length = true;
         head->content_length = value;
-    } else if (bal_http_equals_ignore_case(name, length, "transfer-encoding")) {
+    } else if (length == 17) {
         framing->transfer_encoding = true;
         if (bal_http_list_contains(field->value, field->value_length, "chunked")) framing->chunked = true;
-    } else if (bal_http_equals_ignore_case(name, length, "connection")) {
+    } else if (length == 10) {
         if (bal_http_list_contains(field->value, field->value_length, "close")) {
             framing->connection_close = true;
         }
         if (bal_http_list_contains(field->value, field->value_length, "keep-alive")) {
             framing->connection_keep_alive = true;
         }
-    } else if (bal_http_equals_ignore_case(name, length, "expect")) {
+    } else if (length == 6) {
         head->expect_continue =
             bal_http_equals_ignore_case(field->value, field->value_length, "100-continue");
-    } else if (bal_http_equals_ignore_case(name, length, "host")) {
+    } else {
+        assert(length == 4);
         framing->host_count++;
     }
     return BAL_HTTP_PARSE_COMPLETE;

@@ -186,6 +186,35 @@ static void test_incremental(void) {
     }
 }
 
+static bool rfc_tchar(int c) {
+    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+    return c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL;
+}
+
+/* Every byte value in a field name, a field value and the target, against RFC 9110's sets. */
+static void test_character_classes(void) {
+    for (int c = 0; c < 256; c++) {
+        if (c == '\r' || c == '\n' || c == ':') continue;
+        char text[128];
+        int length = snprintf(text, sizeof text, "GET / HTTP/1.1\r\nHost: h\r\nX%cY: v\r\n\r\n", c == 0 ? '#' : c);
+        if (c == 0) text[26] = '\0';
+        size_t scan = 0;
+        bal_http_parse_status status = bal_http_parse_head(text, (size_t)length, HEAD_MAX, &scan, &head);
+        CHECK((status == BAL_HTTP_PARSE_COMPLETE) == rfc_tchar(c));
+        length = snprintf(text, sizeof text, "GET / HTTP/1.1\r\nHost: h\r\nX: a%cb\r\n\r\n", c == 0 ? '#' : c);
+        if (c == 0) text[29] = '\0';
+        scan = 0;
+        status = bal_http_parse_head(text, (size_t)length, HEAD_MAX, &scan, &head);
+        bool value_char = c == '\t' || (c >= 0x20 && c != 0x7f);
+        CHECK((status == BAL_HTTP_PARSE_COMPLETE) == value_char);
+        length = snprintf(text, sizeof text, "GET /a%cb HTTP/1.1\r\nHost: h\r\n\r\n", c == 0 ? '#' : c);
+        if (c == 0) text[6] = '\0';
+        scan = 0;
+        status = bal_http_parse_head(text, (size_t)length, HEAD_MAX, &scan, &head);
+        CHECK((status == BAL_HTTP_PARSE_COMPLETE) == (c > 0x20 && c < 0x7f));
+    }
+}
+
 static void test_strings(void) {
     CHECK_STR(bal_http_parse_status_string(BAL_HTTP_PARSE_LENGTH_REQUIRED), "length_required");
     CHECK(bal_http_equals_ignore_case("Content-LENGTH", 14, "content-length"));
@@ -202,6 +231,7 @@ int main(void) {
     test_leading_empty_lines();
     test_limits();
     test_incremental();
+    test_character_classes();
     test_strings();
     return bal_test_finish("test_http_parser");
 }

@@ -17,6 +17,8 @@
 #include "net_test_client.h"
 
 #define SHARD_QUEUE_MAX 1024
+/* A response larger than any socket buffer, for the write timeout. */
+#define BIG_RESPONSE_BYTES (4 * 1024 * 1024)
 
 typedef struct shard {
     pthread_mutex_t mutex;
@@ -140,6 +142,9 @@ static void handler(void *context, bal_http_request *request, const bal_http_hea
         size_t length = 0;
         bal_http_head_find(head, "X-Api-Key", &value, &length);
         bal_http_respond(request, 200, "text/plain", NULL, value, length);
+    } else if (path_is(head, "/big")) {
+        static char big[BIG_RESPONSE_BYTES];
+        bal_http_respond(request, 200, "application/octet-stream", NULL, big, sizeof big);
     } else if (path_is(head, "/thread")) {
         int length = snprintf(text, sizeof text, "%u", bal_http_request_thread_index(request));
         bal_http_respond(request, 200, "text/plain", NULL, text, (size_t)length);
@@ -597,6 +602,65 @@ static void test_stop_in_flight(void) {
     shard_stop();
 }
 
+/* A client that sends requests but never reads the answers is dropped after the write
+ * timeout instead of holding its buffers for ever. */
+static void test_write_timeout(void) {
+    bal_http_config config;
+    test_config(&config);
+    config.write_timeout_ms = 300;
+    running r;
+    CHECK(server_start(&r, &config));
+    net_test_client client;
+    CHECK(net_test_connect(&client, r.port));
+    for (int i = 0; i < 4; i++) CHECK(net_test_send_text(&client, "GET /big HTTP/1.1\r\nHost: t\r\n\r\n"));
+    usleep(1000 * 1000);
+    bal_http_stats stats;
+    bal_http_server_stats(r.server, &stats);
+    CHECK(stats.errors_timeout == 1 && stats.connections_open == 0);
+    net_test_close(&client);
+    server_finish(&r);
+}
+
+/* Many connections over two loops, each with a deep pipeline of deferred requests that the
+ * shard answers newest first, in whatever batches it finds: every connection still gets
+ * every answer, in its own request order. */
+static void test_pipelining_stress(void) {
+    enum { CONNECTIONS = 6, REQUESTS = 300 };
+    bal_http_config config;
+    test_config(&config);
+    config.thread_count = 2;
+    config.pipeline_depth_max = 32;
+    shard_start(1, false);
+    running r;
+    CHECK(server_start(&r, &config));
+    static net_test_client clients[CONNECTIONS];
+    static char requests[REQUESTS * 64];
+    for (int c = 0; c < CONNECTIONS; c++) {
+        CHECK(net_test_connect(&clients[c], r.port));
+        size_t length = 0;
+        for (int i = 0; i < REQUESTS; i++) {
+            length += (size_t)snprintf(requests + length, sizeof requests - length,
+                                       "GET /defer?%d HTTP/1.1\r\nHost: t\r\n\r\n", c * 10000 + i);
+        }
+        CHECK(net_test_send(&clients[c], requests, length));
+    }
+    int in_order = 0;
+    for (int c = 0; c < CONNECTIONS; c++) {
+        for (int i = 0; i < REQUESTS; i++) {
+            net_test_response response;
+            char expected[64];
+            snprintf(expected, sizeof expected, "{\"deferred\":%d}", c * 10000 + i);
+            if (!net_test_read_response(&clients[c], &response)) break;
+            if (strcmp(response.body, expected) == 0) in_order++;
+            net_test_response_free(&response);
+        }
+        net_test_close(&clients[c]);
+    }
+    CHECK(in_order == CONNECTIONS * REQUESTS);
+    server_finish(&r);
+    shard_stop();
+}
+
 /* Several loops: connections spread over them, each request answered by its own loop. */
 static void test_threads(void) {
     bal_http_config config;
@@ -655,5 +719,7 @@ int main(void) {
     test_orphaned_answer();
     test_stop_in_flight();
     test_threads();
+    test_write_timeout();
+    test_pipelining_stress();
     return bal_test_finish("test_http_server");
 }
