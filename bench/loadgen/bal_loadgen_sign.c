@@ -3,16 +3,12 @@
  */
 #include "bal_loadgen_sign.h"
 
+#include "bal_sign.h"
+
 #include <assert.h>
-#include <openssl/evp.h>
-#include <openssl/hmac.h>
-#include <openssl/sha.h>
 #include <stdio.h>
 #include <string.h>
 #include <time.h>
-
-/* The text that is signed: method, path, timestamp, nonce and body hash, a few hundred bytes. */
-#define BAL_LOADGEN_CANONICAL_MAX 4096
 
 bool bal_loadgen_signer_init(bal_loadgen_signer *signer, const char *key_and_secret, const char *run_id) {
     assert(signer != NULL && key_and_secret != NULL && run_id != NULL);
@@ -28,15 +24,8 @@ bool bal_loadgen_signer_init(bal_loadgen_signer *signer, const char *key_and_sec
     return true;
 }
 
-static void bal_loadgen_hex(const unsigned char *bytes, size_t length, char *out) {
-    static const char digits[] = "0123456789abcdef";
-    for (size_t i = 0; i < length; i++) {
-        out[2 * i] = digits[bytes[i] >> 4];
-        out[2 * i + 1] = digits[bytes[i] & 15];
-    }
-    out[2 * length] = '\0';
-}
-
+/* The signature itself is the project's (src/auth/bal_sign.h), so the load generator signs
+ * exactly as clients must and as the server checks. */
 bool bal_loadgen_sign(void *context, const bal_loadgen_request_view *request, bal_http_buffer *headers) {
     const bal_loadgen_signer *signer = context;
     assert(signer != NULL && request != NULL && headers != NULL);
@@ -44,24 +33,14 @@ bool bal_loadgen_sign(void *context, const bal_loadgen_request_view *request, ba
     clock_gettime(CLOCK_REALTIME, &now);
     unsigned long long timestamp_ms =
         (unsigned long long)now.tv_sec * 1000ull + (unsigned long long)now.tv_nsec / 1000000ull;
-    char nonce[64];
+    char nonce[64], timestamp[24];
     snprintf(nonce, sizeof nonce, "%s-%u-%llu", signer->run_id, request->thread_index,
              (unsigned long long)request->sequence);
-    unsigned char digest[SHA256_DIGEST_LENGTH];
-    SHA256((const unsigned char *)request->body, request->body_length, digest);
-    char body_hash[2 * SHA256_DIGEST_LENGTH + 1];
-    bal_loadgen_hex(digest, sizeof digest, body_hash);
-    char canonical[BAL_LOADGEN_CANONICAL_MAX];
-    int length = snprintf(canonical, sizeof canonical, "%s\n%.*s\n%llu\n%s\n%s", request->method,
-                          (int)request->path_length, request->path, timestamp_ms, nonce, body_hash);
-    if (length < 0 || (size_t)length >= sizeof canonical) return false;
-    unsigned int mac_length = 0;
-    if (HMAC(EVP_sha256(), signer->secret, (int)strlen(signer->secret), (const unsigned char *)canonical,
-             (size_t)length, digest, &mac_length) == NULL) {
-        return false;
-    }
-    char signature[2 * SHA256_DIGEST_LENGTH + 1];
-    bal_loadgen_hex(digest, mac_length, signature);
+    int timestamp_length = snprintf(timestamp, sizeof timestamp, "%llu", timestamp_ms);
+    char signature[BAL_SIGN_HEX_LENGTH + 1];
+    bal_sign_request(signer->secret, strlen(signer->secret), request->method, strlen(request->method),
+                     request->path, request->path_length, timestamp, (size_t)timestamp_length, nonce,
+                     strlen(nonce), request->body, request->body_length, signature);
     char lines[512];
     int lines_length = snprintf(lines, sizeof lines,
                                 "X-Api-Key: %s\r\nX-Timestamp: %llu\r\nX-Nonce: %s\r\nX-Signature: %s\r\n",
