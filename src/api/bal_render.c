@@ -39,15 +39,8 @@ void bal_render_outcome(bal_text *text, const bal_command *command, const bal_ou
     bal_text_cstr(text, ",\"balances\":[");
     for (unsigned i = 0; i < outcome->change_count; i++) {
         const bal_change *c = &changes[i];
-        bal_text_cstr(text, i ? ",{\"account_id\":" : "{\"account_id\":");
-        bal_text_u64(text, c->account_id);
-        bal_text_cstr(text, ",\"currency\":");
-        bal_render_currency(text, c->currency);
-        bal_text_cstr(text, ",\"available\":");
-        bal_text_amount(text, c->available_after);
-        bal_text_cstr(text, ",\"frozen\":");
-        bal_text_amount(text, c->frozen_after);
-        bal_text_cstr(text, "}");
+        if (i > 0) bal_text_append(text, ",", 1);
+        bal_render_balance(text, c->account_id, c->currency, c->available_after, c->frozen_after);
     }
     bal_text_cstr(text, "]}");
 }

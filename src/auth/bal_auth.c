@@ -58,19 +58,11 @@ void bal_auth_config_default(bal_auth_config *config) {
     config->nonce_count_max = BAL_AUTH_NONCE_COUNT_DEFAULT;
 }
 
-__attribute__((format(printf, 3, 4))) static void bal_auth_errstr(char *errstr, size_t errstr_size,
-                                                                  const char *format, ...) {
-    if (errstr == NULL || errstr_size == 0) return;
-    va_list arguments;
-    va_start(arguments, format);
-    vsnprintf(errstr, errstr_size, format, arguments);
-    va_end(arguments);
-}
 
 bal_auth_status bal_auth_create(const bal_auth_config *config, bal_auth **out, char *errstr, size_t errstr_size) {
     assert(config != NULL && out != NULL);
     if (config->nonce_count_max < 1 || config->nonce_count_max > BAL_AUTH_NONCE_COUNT_MAX) {
-        bal_auth_errstr(errstr, errstr_size, "nonce_count_max must be 1 to %u", (unsigned)BAL_AUTH_NONCE_COUNT_MAX);
+        bal_auth_keys_message(errstr, errstr_size, "nonce_count_max must be 1 to %u", (unsigned)BAL_AUTH_NONCE_COUNT_MAX);
         return BAL_AUTH_INVALID_CONFIG;
     }
     bal_auth *auth = calloc(1, sizeof *auth);
@@ -92,7 +84,7 @@ out_of_memory:
         bal_auth_nonce_destroy(auth->nonces);
         free(auth);
     }
-    bal_auth_errstr(errstr, errstr_size, "out of memory (or no randomness) for %u nonces",
+    bal_auth_keys_message(errstr, errstr_size, "out of memory (or no randomness) for %u nonces",
                     (unsigned)config->nonce_count_max);
     return BAL_AUTH_OUT_OF_MEMORY;
 }
@@ -129,7 +121,7 @@ bal_auth_status bal_auth_load_text(bal_auth *auth, const char *text, size_t leng
     pthread_mutex_lock(&auth->load_lock);
     bal_auth_status status = bal_auth_keyset_parse(text, length, source_name, &set, errstr, errstr_size);
     if (status == BAL_AUTH_OK && !bal_auth_keyset_attach_states(set, auth->keyset)) {
-        bal_auth_errstr(errstr, errstr_size, "%s: out of memory", source_name);
+        bal_auth_keys_message(errstr, errstr_size, "%s: out of memory", source_name);
         bal_auth_keyset_free(set);
         status = BAL_AUTH_OUT_OF_MEMORY;
     }
@@ -151,25 +143,25 @@ static bal_auth_status bal_auth_read_file(const char *path, char **text_out, siz
                                           size_t errstr_size) {
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        bal_auth_errstr(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
+        bal_auth_keys_message(errstr, errstr_size, "%s: cannot open: %s", path, strerror(errno));
         return BAL_AUTH_IO_ERROR;
     }
     struct stat info;
     bal_auth_status status = BAL_AUTH_OK;
     if (fstat(fd, &info) != 0) {
-        bal_auth_errstr(errstr, errstr_size, "%s: cannot stat: %s", path, strerror(errno));
+        bal_auth_keys_message(errstr, errstr_size, "%s: cannot stat: %s", path, strerror(errno));
         status = BAL_AUTH_IO_ERROR;
     } else if (!S_ISREG(info.st_mode)) {
-        bal_auth_errstr(errstr, errstr_size, "%s: not a regular file", path);
+        bal_auth_keys_message(errstr, errstr_size, "%s: not a regular file", path);
         status = BAL_AUTH_INSECURE_FILE;
     } else if ((info.st_mode & (S_IRWXG | S_IRWXO)) != 0) {
         /* Secrets that other users can read are compromised already; refusing makes the
            operator fix the mode instead of running with leaked keys. */
-        bal_auth_errstr(errstr, errstr_size, "%s: accessible by group or others (mode %04o); chmod 600 it", path,
+        bal_auth_keys_message(errstr, errstr_size, "%s: accessible by group or others (mode %04o); chmod 600 it", path,
                         (unsigned)(info.st_mode & 07777));
         status = BAL_AUTH_INSECURE_FILE;
     } else if ((uint64_t)info.st_size > BAL_AUTH_FILE_BYTES_MAX) {
-        bal_auth_errstr(errstr, errstr_size, "%s: larger than %u bytes", path, (unsigned)BAL_AUTH_FILE_BYTES_MAX);
+        bal_auth_keys_message(errstr, errstr_size, "%s: larger than %u bytes", path, (unsigned)BAL_AUTH_FILE_BYTES_MAX);
         status = BAL_AUTH_INVALID_FILE;
     }
     if (status != BAL_AUTH_OK) {
@@ -181,14 +173,14 @@ static bal_auth_status bal_auth_read_file(const char *path, char **text_out, siz
     char *text = malloc(capacity);
     if (text == NULL) {
         close(fd);
-        bal_auth_errstr(errstr, errstr_size, "%s: out of memory", path);
+        bal_auth_keys_message(errstr, errstr_size, "%s: out of memory", path);
         return BAL_AUTH_OUT_OF_MEMORY;
     }
     while (length < capacity) {
         ssize_t got = read(fd, text + length, capacity - length);
         if (got < 0 && errno == EINTR) continue;
         if (got < 0) {
-            bal_auth_errstr(errstr, errstr_size, "%s: cannot read: %s", path, strerror(errno));
+            bal_auth_keys_message(errstr, errstr_size, "%s: cannot read: %s", path, strerror(errno));
             status = BAL_AUTH_IO_ERROR;
             break;
         }
@@ -197,7 +189,7 @@ static bal_auth_status bal_auth_read_file(const char *path, char **text_out, siz
     }
     close(fd);
     if (status == BAL_AUTH_OK && length == capacity) {
-        bal_auth_errstr(errstr, errstr_size, "%s: changed while being read", path);
+        bal_auth_keys_message(errstr, errstr_size, "%s: changed while being read", path);
         status = BAL_AUTH_IO_ERROR;
     }
     if (status != BAL_AUTH_OK) {

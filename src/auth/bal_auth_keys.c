@@ -44,8 +44,7 @@ typedef struct bal_auth_parser {
 } bal_auth_parser;
 
 /* Through vsnprintf: messages are cut to the caller's buffer, which is expected. */
-__attribute__((format(printf, 3, 4))) static void bal_auth_keys_message(char *errstr, size_t errstr_size,
-                                                                        const char *format, ...) {
+void bal_auth_keys_message(char *errstr, size_t errstr_size, const char *format, ...) {
     if (errstr == NULL || errstr_size == 0) return;
     va_list arguments;
     va_start(arguments, format);

@@ -75,4 +75,8 @@ bool bal_auth_keyset_attach_states(bal_auth_keyset *set, const bal_auth_keyset *
    reference. */
 void bal_auth_keyset_free(bal_auth_keyset *set);
 
+/* Writes a message into a caller's errstr buffer (NULL or size 0: nothing), cut to fit. */
+__attribute__((format(printf, 3, 4)))
+void bal_auth_keys_message(char *errstr, size_t errstr_size, const char *format, ...);
+
 #endif

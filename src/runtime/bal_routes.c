@@ -366,13 +366,10 @@ static void transaction_body(bal_text *t, const bal_journal_row *rows, size_t co
     }
     bal_text_cstr(t, ",\"balances\":[");
     for (size_t i = 0; i < count; i++) {
-        bal_text_cstr(t, i ? ",{\"account_id\":" : "{\"account_id\":");
-        bal_text_u64(t, rows[i].account_id);
-        bal_text_cstr(t, ",\"currency\":");
-        bal_text_json_string(t, rows[i].currency, strlen(rows[i].currency));
-        amount_field(t, ",\"available\":", rows[i].available_after);
-        amount_field(t, ",\"frozen\":", rows[i].frozen_after);
-        bal_text_cstr(t, "}");
+        bal_currency currency = {0};
+        bal_currency_parse(rows[i].currency, strlen(rows[i].currency), &currency); /* checked when read */
+        if (i > 0) bal_text_append(t, ",", 1);
+        bal_render_balance(t, rows[i].account_id, currency, rows[i].available_after, rows[i].frozen_after);
     }
     bal_text_cstr(t, "]}");
 }
