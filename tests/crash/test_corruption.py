@@ -279,49 +279,34 @@ def wal_format_readable(c):
     c.ok(total >= len(ids), "the log holds %d records for %d acknowledged transactions" % (total, len(ids)))
 
 
+def append_torn_record(path, records, keep):
+    """Appends the first `keep` bytes of a record with the next LSN (a copy of the last
+    record's payload, with a CRC that would be valid if it were whole): what a crash in the
+    middle of an append leaves. Nothing acknowledged is lost by cutting it."""
+    off, total, lsn = records[-1]
+    with open(path, "rb") as f:
+        f.seek(off + RECORD_HEADER)
+        payload = f.read(total - RECORD_HEADER)
+    body = struct.pack("<IQ", len(payload), lsn + 1) + payload
+    record = struct.pack("<I", crc32c(body)) + body
+    with open(path, "ab") as f:
+        f.write(record[:keep(len(record))])
+    return lsn + 1
+
+
 @suite.test
 def torn_tail_cut_mid_record(c):
     src, ids, accounts = STATE["plain"]
     d = copy_fixture(src)
     path, records, segs = last_segment_with_records(d)
-    c.require(path, "no WAL record to cut")
-    off, total, lsn = records[-1]
-    cut = off + max(1, total // 2)
-    with open(path, "r+b") as f:
-        f.truncate(cut)
-    print("    cut %s at %d (record lsn %d at %d, %d bytes)" % (os.path.basename(path), cut, lsn, off, total))
-    start_and_check(c, d, ids, accounts, "torn tail", last_optional=True, expect_log=("trunc", "torn"))
-    ok, recs, end, size = read_segment(path)
-    c.eq(end, size, "after recovery the segment has no torn bytes left")
-    STATE["torn"] = d
-
-
-@suite.test
-def torn_tail_journal_agrees_with_log(c):
-    """After the cut, the last transaction is fully there or fully gone, and retrying it
-    brings balances, look-up and history to the same single application."""
-    src, ids, accounts = STATE["plain"]
-    c.require("torn" in STATE, "torn_tail_cut_mid_record did not run")
-    d = STATE["torn"]
-    s = h.Server(ARGS.bin, data_dir=d, shards=1, args=["--snapshot-every", BIG_SNAPSHOT_EVERY]).start()
-    k = s.client()
-    txid, account, amount = ids[-1], accounts[-1], str(len(ids))
-    bal = check_cut_record(c, k, txid, account, amount, "torn tail")
-    r = k.tx(h.deposit(account, "USDT", amount, txid))
-    c.status(r, 200, "retry of the cut transaction")
-    body = r.body if isinstance(r.body, dict) else {}
-    c.eq(body.get("duplicate"), bal != "0", "retry of the cut transaction: duplicate iff it was kept")
-    c.eq(k.balance(account, "USDT").get("available"), amount, "balance after the retry")
-    hist = k.full_history(account)
-    c.eq([e.get("transaction_id") for e in hist], [txid], "history after the retry: the transaction once")
-    state, problems = h.replay_history(hist)
-    for p in problems:
-        c.fail("history after the retry: " + p)
-    c.eq(h.canon(state.get("USDT", [0, 0])[0]), amount, "the history replays to the balance")
-    look = k.lookup(txid)
-    c.eq((look.body or {}).get("sequence"), body.get("sequence"), "look-up and retry agree on the sequence")
-    k.close()
-    s.stop()
+    c.require(path, "no WAL record to copy")
+    size = os.path.getsize(path)
+    lsn = append_torn_record(path, records, lambda n: n // 2)
+    print("    appended half of a record (lsn %d) to %s" % (lsn, os.path.basename(path)))
+    start_and_check(c, d, ids, accounts, "torn tail", expect_log=("trunc", "torn"))
+    ok, recs, end, now = read_segment(path)
+    c.eq(end, now, "after recovery (and later writes) the segment holds only whole records, no torn bytes")
+    c.ok(now >= size, "the segment lost whole records: %d bytes before, %d after" % (size, now))
 
 
 @suite.test
@@ -329,14 +314,67 @@ def torn_tail_record_header_only(c):
     src, ids, accounts = STATE["plain"]
     d = copy_fixture(src)
     path, records, segs = last_segment_with_records(d)
+    c.require(path, "no WAL record to copy")
+    append_torn_record(path, records, lambda n: 7)  # not even a whole record header
+    start_and_check(c, d, ids, accounts, "torn record header", expect_log=("trunc", "torn"))
+
+
+@suite.test
+def torn_tail_payload_short_by_one(c):
+    src, ids, accounts = STATE["plain"]
+    d = copy_fixture(src)
+    path, records, segs = last_segment_with_records(d)
+    c.require(path, "no WAL record to copy")
+    append_torn_record(path, records, lambda n: n - 1)
+    start_and_check(c, d, ids, accounts, "record short by one byte", expect_log=("trunc", "torn"))
+
+
+@suite.test
+def acknowledged_last_record_cut(c):
+    """The last record cut although it was acknowledged (and is in the journal): damage,
+    not a crash. The server must refuse to start (naming the log) or start with the
+    journal and the balances in agreement and keep every later write."""
+    src, ids, accounts = STATE["plain"]
+    d = copy_fixture(src)
+    path, records, segs = last_segment_with_records(d)
     c.require(path, "no WAL record to cut")
     off, total, lsn = records[-1]
     with open(path, "r+b") as f:
-        f.truncate(off + 7)  # not even a whole record header
-    start_and_check(c, d, ids, accounts, "torn record header", last_optional=True, expect_log=("trunc", "torn"))
-    s = h.Server(ARGS.bin, data_dir=d, shards=1, args=["--snapshot-every", BIG_SNAPSHOT_EVERY]).start()
+        f.truncate(off + total // 2)
+    s = h.Server(ARGS.bin, data_dir=d, shards=1, args=["--snapshot-every", BIG_SNAPSHOT_EVERY])
+    s.spawn()
+    deadline = time.monotonic() + REFUSE_TIMEOUT_S
+    while time.monotonic() < deadline and s.proc.poll() is None and not s.port:
+        time.sleep(0.05)
+    if s.proc.poll() is not None:
+        s._reader.join(5)
+        text = "\n".join(s.current_lines())
+        c.ok(s.proc.returncode != 0, "refused with exit code 0")
+        c.ok("wal" in text.lower(), "the refusal should name the log; stderr:\n%s" % text[-1500:])
+        print("    refused: the journal holds the cut record")
+        return
+    if not s.port:
+        s.kill()
+        c.fail("neither refused nor listened within 30 s")
+        return
+    print("    started: checking that the journal agrees with the balances")
     k = s.client()
-    check_cut_record(c, k, ids[-1], accounts[-1], str(len(ids)), "torn record header")
+    check_data(c, k, ids, accounts, "acknowledged record cut", last_optional=True)
+    txid, account, amount = ids[-1], accounts[-1], str(len(ids))
+    bal = check_cut_record(c, k, txid, account, amount, "acknowledged record cut")
+    r = k.tx(h.deposit(account, "USDT", amount, txid))
+    body = r.body if isinstance(r.body, dict) else {}
+    c.eq(body.get("duplicate"), bal != "0", "retry of the cut transaction: duplicate iff it was kept")
+    hist = k.full_history(account)
+    c.eq([e.get("transaction_id") for e in hist], [txid], "history after the retry: the transaction once")
+    after_id = "fx-after-%s" % h.new_id()
+    r = k.tx(h.deposit(999, "USDT", "1", after_id))
+    after_seq = (r.body or {}).get("sequence") if isinstance(r.body, dict) else None
+    k.close()
+    c.eq(s.stop(), 0, "exit code after SIGTERM")
+    s.start()
+    k = s.client()
+    check_write_after_recovery(c, k, after_id, after_seq, "acknowledged record cut")
     k.close()
     s.stop()
 

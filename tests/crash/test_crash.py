@@ -13,7 +13,10 @@ kill -9 it at a random moment, start it again on the same directory, then check:
   - with every outcome known, each balance equals the sum of the `ok` effects (so nothing
     was applied twice or lost), no balance is negative, and totals are conserved;
   - each account's history replays from zero to its balances.
-A last round stops the server with SIGTERM (exit 0) and checks the same after a restart.
+One more round sends SIGTERM and then kill -9 while the shutdown is under way; a last one
+stops the server with SIGTERM (exit 0) and checks the same after a restart. Rounds vary
+--snapshot-every, and some keep only 16 ids in memory for 1 s (so that retries are answered
+from the journal) or use 64 KiB log segments (rotation and trimming).
 
     python3 tests/crash/test_crash.py [--bin build/balanced] [--seed N] [--rounds N]
 """
@@ -143,7 +146,7 @@ def load_worker(index, server, accounts, stop, round_no):
     client.close()
 
 
-def run_load_and_kill(server, accounts, round_no, rng):
+def run_load_and_kill(server, accounts, round_no, rng, during_shutdown=False):
     stop = threading.Event()
     threads = [threading.Thread(target=load_worker, args=(i, server, accounts, stop, round_no), daemon=True)
                for i in range(ARGS.threads)]
@@ -151,6 +154,9 @@ def run_load_and_kill(server, accounts, round_no, rng):
         t.start()
     delay = rng.uniform(0.3, 3.0)
     time.sleep(delay)
+    if during_shutdown:  # SIGTERM, then kill -9 while the shutdown is under way
+        server.proc.send_signal(signal.SIGTERM)
+        time.sleep(rng.uniform(0.0, 0.05))
     server.kill()
     stop.set()
     for t in threads:
@@ -271,10 +277,14 @@ def make_round(round_no):
         rng = h.random.Random(SEED + round_no)
         server, accounts = STATE["server"], STATE["accounts"]
         server.extra_args = ["--snapshot-every", str(rng.choice((10, 25, 50, 100)))]
+        if rng.random() < 0.5:  # ids leave memory quickly: retries must find them in the journal
+            server.extra_args += ["--idempotency-count", "16", "--idempotency-retention-ms", "1000"]
+        if "--wal-segment-bytes" in STATE["help"] and rng.random() < 0.5:  # rotation and trimming
+            server.extra_args += ["--wal-segment-bytes", "65536"]
         server.start()
         server.wait_ready()
         delay = run_load_and_kill(server, accounts, round_no, rng)
-        print("    round %d: killed after %.2f s (snapshot every %s)" % (round_no, delay, server.extra_args[1]), flush=True)
+        print("    round %d: killed after %.2f s (%s)" % (round_no, delay, " ".join(server.extra_args)), flush=True)
         for p in LEDGER.problems:
             c.fail(p)
         LEDGER.problems.clear()
@@ -288,6 +298,23 @@ def make_round(round_no):
         server.kill()
     crash_round.__name__ = "crash_round_%d" % round_no
     return crash_round
+
+
+def kill_during_shutdown(c):
+    rng = h.random.Random(SEED + 999)
+    server, accounts = STATE["server"], STATE["accounts"]
+    server.extra_args = ["--snapshot-every", "25"]
+    server.start()
+    server.wait_ready()
+    delay = run_load_and_kill(server, accounts, 1000, rng, during_shutdown=True)
+    print("    SIGTERM then kill -9 after %.2f s of load" % delay, flush=True)
+    for p in LEDGER.problems:
+        c.fail(p)
+    LEDGER.problems.clear()
+    server.start()
+    server.wait_ready()
+    verify_after_restart(c, server, accounts, "kill during shutdown")
+    server.kill()
 
 
 def clean_restart(c):
@@ -312,6 +339,11 @@ def clean_restart(c):
 
 def setup():
     h.require_binary(ARGS.bin)
+    try:
+        STATE["help"] = h.subprocess.run([ARGS.bin, "--help"], stdout=h.subprocess.PIPE, stderr=h.subprocess.STDOUT,
+                                         timeout=20).stdout.decode("utf-8", "replace")
+    except (OSError, h.subprocess.TimeoutExpired):
+        STATE["help"] = ""
     print("crash: binary %s, seed %d, %d rounds" % (ARGS.bin, SEED, ARGS.rounds), flush=True)
     accounts = sorted(set(RNG.randrange(1, 2**63) for _ in range(ARGS.accounts)))
     STATE["accounts"] = accounts
@@ -336,6 +368,7 @@ def setup():
 
 for _n in range(1, ARGS.rounds + 1):
     suite.test(make_round(_n))
+suite.test(kill_during_shutdown)
 suite.test(clean_restart)
 
 if __name__ == "__main__":

@@ -113,8 +113,8 @@ def find_binary(arg_bin=None):
 
 def require_binary(path):
     if not (os.path.isfile(path) and os.access(path, os.X_OK)):
-        print("harness: the server binary %s does not exist or is not executable" % path, file=sys.stderr)
-        sys.exit(2)
+        raise ServerError("the server binary %s does not exist or is not executable (give --bin or BALANCED_BIN)"
+                          % path)
 
 
 # ---------------------------------------------------------------------------------------

@@ -1188,6 +1188,54 @@ def malformed_http(c):
 
 
 @suite.test
+def slow_clients_and_many_connections(c):
+    s = main_server()
+    # a half-sent request must not hold up anyone else
+    slow = s.raw(timeout=10)
+    slow.send(b"POST /v1/transactions HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n{\"trans")
+    k = s.client(timeout=5)
+    c.status(k.get("/health"), 200, "another client while a request is half sent")
+    a = acct()
+    c.status(k.tx(deposit(a, "USDT", "1")), 200, "a write while a request is half sent")
+    k.close()
+    # the rest of the slow request arrives later: it is answered
+    body = json.dumps(deposit(a, "USDT", "2")).encode()
+    slow.close()
+    slow = s.raw(timeout=10)
+    slow.send(b"POST /v1/transactions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body[:10])
+    time.sleep(0.3)
+    slow.send(body[10:])
+    resp = slow.read_response()
+    c.ok(resp is not None and resp[0] == 200, "a request sent in two parts: %r" % (resp[:2] if resp else None,))
+    slow.close()
+    # a chunked body is either read or refused, never left hanging
+    raw = s.raw(timeout=10)
+    b = json.dumps(deposit(a, "USDT", "4")).encode()
+    raw.send(b"POST /v1/transactions HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+             + (b"%x\r\n" % len(b)) + b + b"\r\n0\r\n\r\n")
+    try:
+        resp = raw.read_response()
+    except (OSError, ConnectionError) as e:
+        resp = None
+        c.fail("chunked request: %s" % e)
+    if resp is not None:
+        c.ok(resp[0] in (200, 400, 411, 501), "chunked request: %r" % (resp[:2],))
+    raw.close()
+    # 300 connections at once
+    conns = []
+    try:
+        for _ in range(300):
+            conns.append(s.raw(timeout=20))
+        for cn in conns:
+            cn.send(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        answered = sum(1 for cn in conns if (cn.read_response() or (0,))[0] == 200)
+        c.eq(answered, 300, "300 simultaneous connections answered")
+    finally:
+        for cn in conns:
+            cn.close()
+
+
+@suite.test
 def pipelining(c):
     s = main_server()
     a = acct()
@@ -1358,6 +1406,19 @@ def cross_shard(c):
                 "frozen": canon(m.get(acc, cur)[1])} for acc, cur in h.touched(body)]
         c.eq(got.get("balances"), exp, "cross-shard %s %d balances" % (body["type"], i))
         bodies.append((body, got))
+    # 16 legs over 16 accounts (so over every shard), zero-sum; then the same with one leg short
+    sixteen = rng.sample(accounts, 16)
+    legs = [leg(x, "USDT", "-0.125" if j % 2 else "0.125") for j, x in enumerate(sixteen)]
+    body = event(legs)
+    expect = "ok" if all(m.get(x, "USDT")[0] >= Decimal("0.125") for x in sixteen[1::2]) else "insufficient_available"
+    r = k.tx(body)
+    if c.eq((r.body or {}).get("result"), expect, "16-leg cross-shard EVENT") and expect == "ok":
+        m.apply(body)
+        bodies.append((body, r.body))
+    poor = min(sixteen, key=lambda x: m.get(x, "USDT")[0])
+    legs = [leg(x, "USDT", "1") for x in sixteen if x != poor] + [leg(poor, "USDT", "-" + canon(m.get(poor, "USDT")[0] + 1))]
+    r = k.tx(event(legs))
+    c.eq((r.status, (r.body or {}).get("result")), (422, "insufficient_available"), "16-leg EVENT with one leg short")
     totals = {"USDT": Decimal(0), "BTC": Decimal(0)}
     for a in accounts:
         r = k.balances(a)
@@ -1441,6 +1502,126 @@ def restart_keeps_everything(c):
             exp = m.get(a, b["currency"])
             c.eq((b["available"], b["frozen"]), (canon(exp[0]), canon(exp[1])), "balance of %d after kill -9" % a)
     k.close()
+
+
+@suite.test
+def concurrent_same_id(c):
+    """The same new request from 8 connections at once applies exactly once."""
+    s = main_server()
+    for round_no in range(5):
+        a, b = acct(), acct()
+        k = s.client()
+        k.tx(deposit(a, "USDT", "100"))
+        k.close()
+        body = transfer(a, b, "USDT", "7") if round_no % 2 else deposit(a, "USDT", "7")
+        answers = []
+        lock = threading.Lock()
+        gate = threading.Barrier(8)
+
+        def send():
+            cl = s.client()
+            try:
+                gate.wait(10)
+                r = cl.tx(body)
+                with lock:
+                    answers.append(r.body if isinstance(r.body, dict) else {"raw": repr(r)})
+            finally:
+                cl.close()
+
+        threads = [threading.Thread(target=send, daemon=True) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        c.eq(len(answers), 8, "answers to 8 identical requests")
+        c.eq(sum(1 for x in answers if x.get("duplicate") is False), 1, "exactly one is not a duplicate: %r" % answers)
+        c.eq(len({(x.get("result"), x.get("sequence"), json.dumps(x.get("balances"))) for x in answers}), 1,
+             "all 8 answers agree on result, sequence and balances")
+        k = s.client()
+        exp = "107" if body["type"] == "DEPOSIT" else "93"
+        c.eq(k.balance(a, "USDT").get("available"), exp, "applied once (%s)" % body["type"])
+        k.close()
+
+
+@suite.test
+def idempotency_beyond_memory(c):
+    """With 16 ids kept in memory for 1 s, older ids must be found in the journal: retries
+    are duplicates with the original answer, changed requests are conflicts, before and
+    after restarts."""
+    try:
+        s = h.Server(ARGS.bin, shards=2, args=["--idempotency-count", "16", "--idempotency-retention-ms", "1000",
+                                               "--snapshot-every", "50"]).start()
+    except h.ServerError as e:
+        c.fail("server with --idempotency-count 16 --idempotency-retention-ms 1000 did not start: %s" % e)
+        return
+    k = s.client()
+    m = Model()
+    accounts = [acct() for _ in range(20)]
+    sent = []
+    for i in range(240):
+        a = accounts[i % 20]
+        b = accounts[(i * 7 + 3) % 20]
+        kind = i % 6
+        if kind in (0, 1):
+            body = deposit(a, "USDT", "%d.5" % (i + 1))
+        elif kind == 2:
+            body = withdraw(a, "USDT", "100000")  # rejected
+        elif kind == 3 and a != b:
+            body = transfer(a, b, "USDT", "1")
+        elif kind == 4 and a != b:
+            body = event([leg(a, "USDT", "-0.5"), leg(b, "BTC", "0.25")])
+        else:
+            body = freeze(a, "USDT", "0.25")
+        r = k.tx(body) if i % 3 else k.batch([body])
+        item = r.body if i % 3 else ((r.body or {}).get("results") or [{}])[0]
+        if not isinstance(item, dict) or item.get("result") is None:
+            c.fail("request %d: %r" % (i, r))
+            continue
+        if item.get("result") == "ok":
+            m.apply(body)
+        sent.append((body, item))
+    time.sleep(1.5)
+
+    def check_retries(what):
+        bad = 0
+        for i, (body, item) in enumerate(sent):
+            if i % 2:
+                r = k.tx(body)
+                got = r.body if isinstance(r.body, dict) else {}
+            else:
+                r = k.batch([body])
+                got = ((r.body or {}).get("results") or [{}])[0] if isinstance(r.body, dict) else {}
+            want = dict(item, duplicate=True)
+            if got != want:
+                bad += 1
+                if bad <= 5:
+                    c.fail("%s: retry of %s: expected %s, got %r" % (what, body["transaction_id"], json.dumps(want), r))
+        c.eq(bad, 0, "%s: retries that were not exact duplicates" % what)
+        for body, item in sent[:60:3]:
+            changed = dict(body, memo="changed")
+            r = k.tx(changed)
+            c.eq((r.status, (r.body or {}).get("result")), (409, "conflict"),
+                 "%s: changed request with old id %s" % (what, body["transaction_id"]))
+        for a in accounts:
+            for cur in ("USDT", "BTC"):
+                exp = m.get(a, cur)
+                got = k.balance(a, cur)
+                c.eq((got.get("available"), got.get("frozen")), (canon(exp[0]), canon(exp[1])),
+                     "%s: balance %d %s unchanged by retries" % (what, a, cur))
+
+    check_retries("ids out of memory")
+    k.close()
+    c.eq(s.stop(), 0, "SIGTERM exit code")
+    s.start()
+    k = s.client()
+    check_retries("after a restart")
+    k.close()
+    s.kill()
+    s.start()
+    k = s.client()
+    check_retries("after kill -9")
+    k.close()
+    c.eq(s.stop(), 0, "SIGTERM exit code")
 
 
 @suite.test
