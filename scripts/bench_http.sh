@@ -8,6 +8,7 @@
 #   http single-nopipe ops/s=<N> p99_ms=<X>   one operation per request, 64 connections, 1 in flight
 #   http batch ops/s=<N> p99_ms=<X>           batches of 1000 operations
 #   http open-loop rate=<R> p50_ms=<X> p95_ms=<X> p99_ms=<X>   at half the single maximum
+#   http single-signed ops/s=<N> p99_ms=<X> auth_cost=<P>%   as "single", every request signed
 # then the reference lines (ref ...). Every operation is fsynced before its response; the
 # load spreads over 1M accounts. Settings: BENCH_SECONDS (10), BENCH_SHARDS (cores).
 set -euo pipefail
@@ -30,8 +31,8 @@ load() { "$loadgen" --format line --run-id "r$RANDOM$RANDOM" "$@"; }
 field() { grep -o "$1=[0-9.]*" <<<"$2" | head -1 | cut -d= -f2; }
 
 start_node() {
-  "$build/balanced" --listen 127.0.0.1:0 --data-dir "$work/data" --shards "$shards" \
-      --snapshot-every 0 2>"$work/node.log" &
+  "$build/balanced" --listen 127.0.0.1:0 --data-dir "$work/data${1:+-$1}" --shards "$shards" \
+      --snapshot-every 0 ${1:+--keys-file "$work/keys"} 2>"$work/node.log" &
   node_pid=$!
   for _ in $(seq 1 300); do
     port=$(grep -o '"event":"listening".*"port":[0-9]*' "$work/node.log" 2>/dev/null | grep -o '[0-9]*$' || true)
@@ -55,6 +56,18 @@ rate=$(awk -v r="$(field ops/s "$single")" 'BEGIN { printf "%d", r / 2 }')
 open=$(load -c 64 -p 16 -R "$rate" -d "$seconds" -w 2 -a 1000000 --op deposit "$url/v1/transactions")
 echo "http open-loop rate=$rate p50_ms=$(field p50_ms "$open") p95_ms=$(field p95_ms "$open") p99_ms=$(field p99_ms "$open")"
 
+kill -TERM "$node_pid"; wait "$node_pid" || true; node_pid=""
+
+# The same load, signed (HMAC-SHA256 per request, replay and rate checks), on a fresh node.
+secret=bench-secret-$(od -An -N16 -tx1 /dev/urandom | tr -d ' \n')
+printf 'bench %s read,write 1000000000 1000000000 1000000000 1000000000\n' "$secret" > "$work/keys"
+chmod 600 "$work/keys"
+: > "$work/node.log"
+start_node signed
+url="http://127.0.0.1:$port"
+signed=$(load -c 64 -p 16 -d "$seconds" -w 2 -a 1000000 --op deposit --sign "bench:$secret" "$url/v1/transactions")
+cost=$(awk -v a="$(field ops/s "$single")" -v b="$(field ops/s "$signed")" 'BEGIN { printf "%.1f", (a - b) * 100 / a }')
+echo "http single-signed ops/s=$(field ops/s "$signed") p99_ms=$(field p99_ms "$signed") auth_cost=$cost%"
 kill -TERM "$node_pid"; wait "$node_pid" || true; node_pid=""
 
 baselines=$root/../shared/baselines
