@@ -10,8 +10,9 @@
  * all commands, like a market maker) and batched look-ups of 1,000 ids. CPU time is
  * reported beside wall time because on a shared machine it is the steadier number.
  *
- * Usage: bench_journal [scale [cache_mib]]  (scale 1 = 1.6M rows written, 0.1 for a quick
- * run; cache_mib = the writer's and reader's SQLite page cache, default 64)
+ * Usage: bench_journal [scale [cache_mib [write]]]  (scale 1 = 1.6M rows written, 0.1 for a
+ * quick run; cache_mib = the writer's and reader's SQLite page cache, default 64; "write"
+ * skips the reader measurements, so that a profile of the write path holds nothing else)
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -266,6 +267,7 @@ static bal_journal *bench_open(const char *path, bool read_only, bool synchronou
 
 int main(int argc, char **argv) {
     double scale = argc > 1 ? atof(argv[1]) : 1.0;
+    bool write_only = argc > 3 && strcmp(argv[3], "write") == 0;
     if (scale <= 0 || scale > 100) scale = 1.0;
     if (argc > 2 && atoi(argv[2]) > 0 && atoi(argv[2]) <= (int)(BAL_JOURNAL_CACHE_KIB_MAX / 1024)) {
         bench_cache_kib = (uint32_t)atoi(argv[2]) * 1024;
@@ -297,13 +299,16 @@ int main(int argc, char **argv) {
     struct stat info;
     if (stat(path, &info) == 0) printf("file: %.1f MiB\n", (double)info.st_size / (1024.0 * 1024.0));
 
-    bal_journal *reader = bench_open(path, true, false);
-    uint64_t seed = 1;
-    bench_history(reader, &writer, writer.samples, &seed);
-    bench_lookup(reader, &writer, writer.samples);
-    bal_journal_close(reader);
+    if (!write_only) {
+        bal_journal *reader = bench_open(path, true, false);
+        uint64_t seed = 1;
+        bench_history(reader, &writer, writer.samples, &seed);
+        bench_lookup(reader, &writer, writer.samples);
+        bal_journal_close(reader);
+    }
     bal_journal_close(writer.journal);
-    bench_remove(dir, path);
+    if (getenv("XKEEP") == NULL) bench_remove(dir, path);
+    else printf("kept %s\n", path);
     free(writer.samples);
     free(writer.rows);
     return 0;

@@ -18,15 +18,27 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "bal_hash.h"
 #include "bal_journal_internal.h"
 
 /* STRICT tables arrived in SQLite 3.37.0. */
 #define BAL_JOURNAL_SQLITE_VERSION_MIN 3037000
+/* The database page size of a new file. 2 and 8 KiB pages measured no better: smaller
+ * pages halve the bytes of each dirtied index leaf but deepen the trees, larger ones the
+ * reverse. */
+#define BAL_JOURNAL_PAGE_SIZE 4096
 /* Pages in the WAL before the writer's commit checkpoints them into the database (4 KiB
- * pages: 16 MiB), and the size the WAL file is cut back to afterwards. Larger than
- * SQLite's default of 1000 pages so that large batches do not checkpoint on every commit. */
-#define BAL_JOURNAL_WAL_AUTOCHECKPOINT_PAGES 4096
-#define BAL_JOURNAL_WAL_SIZE_LIMIT_BYTES (64 * 1024 * 1024)
+ * pages: 64 MiB), and the size the WAL file is cut back to afterwards. Every insert dirties
+ * a leaf of each index at a random place, so a commit of a few thousand rows appends about
+ * as many pages to the WAL; at SQLite's default of 1000 pages (or the 4096 used before)
+ * nearly every batch paid a checkpoint with its two fsyncs. A checkpoint copies a page
+ * once however often it was rewritten since the last one, so a longer interval also
+ * copies less. 64 MiB keeps the WAL index that readers search at four hash tables and
+ * bounds what recovery reads after a crash. The size limit lies above the interval (a
+ * checkpoint starts only after the commit that crossed it) so that the file is reused
+ * instead of cut back and grown again block by block in every cycle. */
+#define BAL_JOURNAL_WAL_AUTOCHECKPOINT_PAGES 16384
+#define BAL_JOURNAL_WAL_SIZE_LIMIT_BYTES (128 * 1024 * 1024)
 
 /*
  * Migration steps: step i takes a file from user_version i to i + 1. Never edit a step
@@ -35,9 +47,12 @@
  * journal: keyed (shard, sequence, leg) -- the log's own order, so replays collide with
  * what is stored instead of duplicating it. WITHOUT ROWID keeps rows in that key order
  * (a shard's rows append) and saves the separate key index a rowid table would need.
- * Indexes: look-up by transaction id only needs each transaction's leg 0 (a partial index:
- * an EVENT's other legs cost nothing there); history needs (account, sequence, leg) newest
- * first, and the same per currency.
+ * Two secondary indexes, each paid for on every insert (bal_journal.h says why these):
+ *   journal_by_transaction (transaction_hash): the look-up by id. Every row is in it, not
+ *     only leg 0, because the legs of a command that spans shards are stored by each shard
+ *     under its own (shard, sequence) and leg 0 may be missing from a shard's rows.
+ *   journal_by_account (account_id, sequence, leg): the history, newest first; a currency
+ *     is a filter on this range rather than an index of its own.
  */
 static const char *const bal_journal_migrations[BAL_JOURNAL_SCHEMA_VERSION] = {
     "CREATE TABLE journal ("
@@ -45,8 +60,12 @@ static const char *const bal_journal_migrations[BAL_JOURNAL_SCHEMA_VERSION] = {
     "  sequence INTEGER NOT NULL CHECK (sequence >= 0),"
     "  leg INTEGER NOT NULL CHECK (leg >= 0),"
     "  transaction_id TEXT NOT NULL,"
-    "  type TEXT NOT NULL CHECK (type IN ('DEPOSIT', 'WITHDRAW', 'FREEZE', 'UNFREEZE',"
-    "                                     'DEDUCT_FROZEN', 'TRANSFER', 'EVENT')),"
+    "  transaction_hash INTEGER NOT NULL," /* u64 hash of transaction_id as its two's-complement i64 */
+    /* Written as comparisons: SQLite evaluates "type IN (<7 constants>)" in a CHECK by
+     * building a temporary b-tree of the list for every inserted row. */
+    "  type TEXT NOT NULL CHECK (type = 'DEPOSIT' OR type = 'WITHDRAW' OR type = 'FREEZE' OR"
+    "                           type = 'UNFREEZE' OR type = 'DEDUCT_FROZEN' OR type = 'TRANSFER' OR"
+    "                           type = 'EVENT'),"
     "  account_id INTEGER NOT NULL,"  /* u64 as its two's-complement i64 */
     "  currency TEXT NOT NULL,"
     "  amount TEXT,"                  /* canonical decimal; NULL for EVENT */
@@ -64,14 +83,23 @@ static const char *const bal_journal_migrations[BAL_JOURNAL_SCHEMA_VERSION] = {
     "  frozen_delta TEXT NOT NULL,"
     "  PRIMARY KEY (shard, sequence, leg)"
     ") STRICT, WITHOUT ROWID;"
-    "CREATE INDEX journal_by_transaction ON journal (transaction_id);"
+    "CREATE INDEX journal_by_transaction ON journal (transaction_hash);"
     "CREATE INDEX journal_by_account ON journal (account_id, sequence, leg);"
-    "CREATE INDEX journal_by_account_currency ON journal (account_id, currency, sequence, leg);"
     "CREATE TABLE persist_position ("
     "  shard INTEGER PRIMARY KEY,"
     "  lsn INTEGER NOT NULL CHECK (lsn >= 0)"
     ") STRICT;",
 };
+
+uint64_t bal_journal_transaction_hash(const char *id, size_t length) {
+    assert(id != NULL);
+    return bal_hash_bytes(id, length, BAL_JOURNAL_TRANSACTION_HASH_SEED);
+}
+
+void bal_journal_set_hash_for_testing(bal_journal *journal, bal_journal_hash_fn hash) {
+    assert(journal != NULL && hash != NULL);
+    journal->hash = hash;
+}
 
 bal_journal_options bal_journal_options_default(void) {
     bal_journal_options options = {
@@ -143,11 +171,27 @@ static bal_journal_status bal_journal_configure(bal_journal *journal, const bal_
     if (rc == SQLITE_OK && options->read_only) {
         rc = sqlite3_exec(journal->db, "PRAGMA query_only = 1;", NULL, NULL, NULL);
     }
+    if (rc == SQLITE_OK && !options->read_only && getenv("XPS") != NULL) {
+        snprintf(sql, sizeof sql, "PRAGMA page_size = %s;", getenv("XPS"));
+        rc = sqlite3_exec(journal->db, sql, NULL, NULL, NULL);
+    }
     if (rc == SQLITE_OK && !options->read_only) {
+        /* The page size takes effect only in a new file (before its first table) and is
+         * fixed from then on; it is set rather than left to the SQLite build's default
+         * because the intervals below are counted in pages. */
         snprintf(sql, sizeof sql,
-                 "PRAGMA synchronous = %s; PRAGMA wal_autocheckpoint = %d; PRAGMA journal_size_limit = %d;",
-                 options->synchronous_full ? "FULL" : "NORMAL", BAL_JOURNAL_WAL_AUTOCHECKPOINT_PAGES,
-                 BAL_JOURNAL_WAL_SIZE_LIMIT_BYTES);
+                 "PRAGMA page_size = %d; PRAGMA synchronous = %s; PRAGMA wal_autocheckpoint = %d; "
+                 "PRAGMA journal_size_limit = %d;",
+                 BAL_JOURNAL_PAGE_SIZE, options->synchronous_full ? "FULL" : "NORMAL",
+                 BAL_JOURNAL_WAL_AUTOCHECKPOINT_PAGES, BAL_JOURNAL_WAL_SIZE_LIMIT_BYTES);
+        rc = sqlite3_exec(journal->db, sql, NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK && !options->read_only && getenv("XAC") != NULL) {
+        snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint = %s;", getenv("XAC"));
+        rc = sqlite3_exec(journal->db, sql, NULL, NULL, NULL);
+    }
+    if (rc == SQLITE_OK && !options->read_only && getenv("XJSL") != NULL) {
+        snprintf(sql, sizeof sql, "PRAGMA journal_size_limit = %s;", getenv("XJSL"));
         rc = sqlite3_exec(journal->db, sql, NULL, NULL, NULL);
     }
     if (rc != SQLITE_OK) return bal_journal_sqlite_failure(journal, rc, "configure", errstr, errstr_size);
@@ -248,6 +292,30 @@ int bal_journal_prepare(bal_journal *journal, const char *sql, sqlite3_stmt **st
     return sqlite3_prepare_v3(journal->db, sql, -1, SQLITE_PREPARE_PERSISTENT, statement_out, NULL);
 }
 
+/* The writer's INSERT of rows rows: the column list, then rows groups of placeholders,
+ * numbered in order (row r's column c is parameter r * BAL_JOURNAL_COLUMN_COUNT + c + 1). */
+static int bal_journal_prepare_insert(bal_journal *journal, int rows, sqlite3_stmt **statement_out) {
+    assert(rows >= 1 && rows <= BAL_JOURNAL_INSERT_GROUP_ROWS);
+    static const char head[] = "INSERT OR IGNORE INTO journal (" BAL_JOURNAL_COLUMNS ") VALUES ";
+    char sql[sizeof head + BAL_JOURNAL_INSERT_GROUP_ROWS * (4 + 2 * BAL_JOURNAL_COLUMN_COUNT)];
+    size_t length = sizeof head - 1;
+    memcpy(sql, head, length);
+    for (int r = 0; r < rows; r++) {
+        if (r > 0) sql[length++] = ',';
+        sql[length++] = '(';
+        for (int c = 0; c < BAL_JOURNAL_COLUMN_COUNT; c++) {
+            if (c > 0) sql[length++] = ',';
+            sql[length++] = '?';
+        }
+        sql[length++] = ')';
+    }
+    assert(length < sizeof sql);
+    sql[length] = '\0';
+    int rc = bal_journal_prepare(journal, sql, statement_out);
+    assert(rc != SQLITE_OK || sqlite3_bind_parameter_count(*statement_out) == rows * BAL_JOURNAL_COLUMN_COUNT);
+    return rc;
+}
+
 static int bal_journal_prepare_writers(bal_journal *journal) {
     assert(journal != NULL && !journal->read_only);
     int rc = bal_journal_prepare(journal, "BEGIN IMMEDIATE", &journal->begin_write);
@@ -257,13 +325,8 @@ static int bal_journal_prepare_writers(bal_journal *journal) {
                                  "ON CONFLICT (shard) DO UPDATE SET lsn = excluded.lsn",
                                  &journal->position_set);
     }
-    if (rc == SQLITE_OK) {
-        rc = bal_journal_prepare(journal,
-                                 "INSERT OR IGNORE INTO journal (" BAL_JOURNAL_COLUMNS ") VALUES "
-                                 "(?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, "
-                                 "?15, ?16, ?17, ?18, ?19, ?20)",
-                                 &journal->insert_row);
-    }
+    if (rc == SQLITE_OK) rc = bal_journal_prepare_insert(journal, 1, &journal->insert_row);
+    if (rc == SQLITE_OK) rc = bal_journal_prepare_insert(journal, BAL_JOURNAL_INSERT_GROUP_ROWS, &journal->insert_group);
     return rc;
 }
 
@@ -303,13 +366,17 @@ bal_journal_status bal_journal_open(const char *path, const bal_journal_options 
     }
     bal_journal *journal = calloc(1, sizeof *journal);
     const char **lookup_ids = calloc(BAL_JOURNAL_LOOKUP_IDS_MAX, sizeof *lookup_ids);
-    if (journal == NULL || lookup_ids == NULL) {
+    int64_t *lookup_hashes = calloc(BAL_JOURNAL_LOOKUP_IDS_MAX, sizeof *lookup_hashes);
+    if (journal == NULL || lookup_ids == NULL || lookup_hashes == NULL) {
         free(journal);
         free(lookup_ids);
+        free(lookup_hashes);
         bal_journal_describe(errstr, errstr_size, "out of memory opening the journal");
         return BAL_JOURNAL_NO_MEMORY;
     }
     journal->lookup_ids = lookup_ids;
+    journal->lookup_hashes = lookup_hashes;
+    journal->hash = bal_journal_transaction_hash;
     journal->read_only = options->read_only;
     bal_journal_status status = bal_journal_open_checked(journal, path, options, errstr, errstr_size);
     if (status != BAL_JOURNAL_OK) {
@@ -355,6 +422,9 @@ void bal_journal_close(bal_journal *journal) {
         (void)rc;
     }
     free(journal->lookup_ids);
+    free(journal->lookup_hashes);
+    free(journal->order);
+    free(journal->order_scratch);
     free(journal);
 }
 
@@ -389,79 +459,186 @@ bal_journal_status bal_journal_position(bal_journal *journal, uint32_t shard, ui
     return BAL_JOURNAL_OK;
 }
 
-/* Binds an amount as canonical text into the handle's scratch slot (or NULL if absent). */
-static int bal_journal_bind_amount(bal_journal *journal, int column, int slot, bal_amount amount,
+/* Binds an amount as canonical text into a scratch slot (or NULL if absent) as parameter
+ * of statement. Zero, the most common value (frozen balances, rejected deltas), is bound
+ * from a constant and skips the 128-bit divisions of formatting. */
+static int bal_journal_bind_amount(sqlite3_stmt *statement, int parameter, char *slot, bal_amount amount,
                                    bool present) {
-    assert(slot >= 0 && slot < BAL_JOURNAL_ROW_AMOUNTS);
-    assert(column >= 0 && column < BAL_JOURNAL_COLUMN_COUNT);
-    if (!present) return sqlite3_bind_null(journal->insert_row, column + 1);
-    size_t length = bal_money_format(amount, journal->amount_text[slot]);
-    return sqlite3_bind_text(journal->insert_row, column + 1, journal->amount_text[slot], (int)length,
-                             SQLITE_STATIC);
+    assert(statement != NULL && slot != NULL);
+    if (!present) return sqlite3_bind_null(statement, parameter);
+    if (amount == 0) return sqlite3_bind_text(statement, parameter, "0", 1, SQLITE_STATIC);
+    size_t length = bal_money_format(amount, slot);
+    return sqlite3_bind_text(statement, parameter, slot, (int)length, SQLITE_STATIC);
 }
 
-/* Binds a checked row to the insert statement. Texts are bound SQLITE_STATIC: the row and
- * the scratch buffers outlive the step that reads them. */
-static int bal_journal_bind_row(bal_journal *journal, const bal_journal_row *row) {
-    assert(journal != NULL && row != NULL);
-    sqlite3_stmt *s = journal->insert_row;
+/* Binds a checked row to the parameters of statement from first + 1 on, in column order,
+ * with its amounts formatted into amounts. Texts are bound SQLITE_STATIC: the row and the
+ * scratch buffers outlive the step that reads them. */
+static int bal_journal_bind_row(const bal_journal *journal, sqlite3_stmt *s, int first, const bal_journal_row *row,
+                                char (*amounts)[BAL_MONEY_TEXT_MAX + 1]) {
+    assert(journal != NULL && s != NULL && row != NULL && amounts != NULL);
     bool event = row->type == BAL_JOURNAL_TYPE_EVENT;
+    size_t id_length = strlen(row->transaction_id); /* checked: 1 .. BAL_TRANSACTION_ID_LENGTH_MAX */
+    uint64_t hash = journal->hash(row->transaction_id, id_length);
     int rc = SQLITE_OK;
 #define BAL_JOURNAL_BIND(call) \
     do { if (rc == SQLITE_OK) rc = (call); } while (0)
-    BAL_JOURNAL_BIND(sqlite3_bind_int64(s, BAL_JOURNAL_COLUMN_SHARD + 1, row->shard));
-    BAL_JOURNAL_BIND(sqlite3_bind_int64(s, BAL_JOURNAL_COLUMN_SEQUENCE + 1, (int64_t)row->sequence));
-    BAL_JOURNAL_BIND(sqlite3_bind_int64(s, BAL_JOURNAL_COLUMN_LEG + 1, row->leg));
-    BAL_JOURNAL_BIND(sqlite3_bind_text(s, BAL_JOURNAL_COLUMN_TRANSACTION_ID + 1, row->transaction_id, -1,
-                                       SQLITE_STATIC));
-    BAL_JOURNAL_BIND(sqlite3_bind_text(s, BAL_JOURNAL_COLUMN_TYPE + 1, bal_journal_type_name(row->type), -1,
-                                       SQLITE_STATIC));
-    BAL_JOURNAL_BIND(sqlite3_bind_int64(s, BAL_JOURNAL_COLUMN_ACCOUNT_ID + 1,
-                                        bal_journal_account_to_sql(row->account_id)));
-    BAL_JOURNAL_BIND(sqlite3_bind_text(s, BAL_JOURNAL_COLUMN_CURRENCY + 1, row->currency, -1, SQLITE_STATIC));
-    BAL_JOURNAL_BIND(bal_journal_bind_amount(journal, BAL_JOURNAL_COLUMN_AMOUNT, 0, row->amount, !event));
+#define P(column) (first + BAL_JOURNAL_COLUMN_##column + 1)
+    BAL_JOURNAL_BIND(sqlite3_bind_int64(s, P(SHARD), row->shard));
+    BAL_JOURNAL_BIND(sqlite3_bind_int64(s, P(SEQUENCE), (int64_t)row->sequence));
+    BAL_JOURNAL_BIND(sqlite3_bind_int64(s, P(LEG), row->leg));
+    BAL_JOURNAL_BIND(sqlite3_bind_text(s, P(TRANSACTION_ID), row->transaction_id, (int)id_length, SQLITE_STATIC));
+    BAL_JOURNAL_BIND(sqlite3_bind_int64(s, P(TRANSACTION_HASH), bal_journal_u64_to_sql(hash)));
+    BAL_JOURNAL_BIND(sqlite3_bind_text(s, P(TYPE), bal_journal_type_name(row->type), -1, SQLITE_STATIC));
+    BAL_JOURNAL_BIND(sqlite3_bind_int64(s, P(ACCOUNT_ID), bal_journal_account_to_sql(row->account_id)));
+    BAL_JOURNAL_BIND(sqlite3_bind_text(s, P(CURRENCY), row->currency, -1, SQLITE_STATIC));
+    BAL_JOURNAL_BIND(bal_journal_bind_amount(s, P(AMOUNT), amounts[0], row->amount, !event));
     if (row->type == BAL_JOURNAL_TYPE_TRANSFER) {
-        BAL_JOURNAL_BIND(sqlite3_bind_int64(s, BAL_JOURNAL_COLUMN_TO_ACCOUNT_ID + 1,
-                                            bal_journal_account_to_sql(row->to_account_id)));
+        BAL_JOURNAL_BIND(sqlite3_bind_int64(s, P(TO_ACCOUNT_ID), bal_journal_account_to_sql(row->to_account_id)));
     } else {
-        BAL_JOURNAL_BIND(sqlite3_bind_null(s, BAL_JOURNAL_COLUMN_TO_ACCOUNT_ID + 1));
+        BAL_JOURNAL_BIND(sqlite3_bind_null(s, P(TO_ACCOUNT_ID)));
     }
-    BAL_JOURNAL_BIND(bal_journal_bind_amount(journal, BAL_JOURNAL_COLUMN_LEG_AVAILABLE_DELTA, 1,
-                                             row->leg_available_delta, event));
-    BAL_JOURNAL_BIND(bal_journal_bind_amount(journal, BAL_JOURNAL_COLUMN_LEG_FROZEN_DELTA, 2,
-                                             row->leg_frozen_delta, event));
-    BAL_JOURNAL_BIND(sqlite3_bind_text(s, BAL_JOURNAL_COLUMN_RESULT + 1, row->result, -1, SQLITE_STATIC));
-    BAL_JOURNAL_BIND(sqlite3_bind_int64(s, BAL_JOURNAL_COLUMN_TIME_MS + 1, row->time_ms));
+    BAL_JOURNAL_BIND(bal_journal_bind_amount(s, P(LEG_AVAILABLE_DELTA), amounts[1], row->leg_available_delta, event));
+    BAL_JOURNAL_BIND(bal_journal_bind_amount(s, P(LEG_FROZEN_DELTA), amounts[2], row->leg_frozen_delta, event));
+    BAL_JOURNAL_BIND(sqlite3_bind_text(s, P(RESULT), row->result, -1, SQLITE_STATIC));
+    BAL_JOURNAL_BIND(sqlite3_bind_int64(s, P(TIME_MS), row->time_ms));
     if (row->has_memo) {
-        BAL_JOURNAL_BIND(sqlite3_bind_text(s, BAL_JOURNAL_COLUMN_MEMO + 1, row->memo, row->memo_length,
-                                           SQLITE_STATIC));
+        BAL_JOURNAL_BIND(sqlite3_bind_text(s, P(MEMO), row->memo, row->memo_length, SQLITE_STATIC));
     } else {
-        BAL_JOURNAL_BIND(sqlite3_bind_null(s, BAL_JOURNAL_COLUMN_MEMO + 1));
+        BAL_JOURNAL_BIND(sqlite3_bind_null(s, P(MEMO)));
     }
     _Static_assert(BAL_JOURNAL_COLUMN_FROZEN_DELTA == BAL_JOURNAL_COLUMN_AVAILABLE_BEFORE + 5,
                    "the six balance columns are contiguous");
+    _Static_assert(BAL_JOURNAL_ROW_AMOUNTS == 3 + 6, "three request amounts and six balance amounts");
     const bal_amount balances[6] = {row->available_before, row->available_after, row->frozen_before,
                                      row->frozen_after, row->available_delta, row->frozen_delta};
     for (int i = 0; i < 6; i++) {
-        BAL_JOURNAL_BIND(bal_journal_bind_amount(journal, BAL_JOURNAL_COLUMN_AVAILABLE_BEFORE + i, 3 + i,
-                                                 balances[i], true));
+        BAL_JOURNAL_BIND(bal_journal_bind_amount(s, P(AVAILABLE_BEFORE) + i, amounts[3 + i], balances[i], true));
     }
+#undef P
 #undef BAL_JOURNAL_BIND
     return rc;
 }
 
-/* Inserts the rows inside the open transaction, counting fresh and already-present keys. */
-static int bal_journal_insert_rows(bal_journal *journal, const bal_journal_row *rows, size_t row_count,
-                                   bal_journal_write_outcome *outcome) {
-    assert(journal != NULL && outcome != NULL);
-    assert(!sqlite3_get_autocommit(journal->db));
-    for (size_t i = 0; i < row_count; i++) {
-        int rc = bal_journal_bind_row(journal, &rows[i]);
-        if (rc == SQLITE_OK) rc = bal_journal_step_done(journal->insert_row);
-        if (rc != SQLITE_OK) return rc;
-        if (sqlite3_changes(journal->db) == 1) outcome->rows_inserted++;
-        else outcome->rows_ignored++;
+/* a before b in the journal_by_account order (account as stored, then sequence and leg),
+ * or, when by_position, in the log's order with the earlier row of the batch first. */
+static bool bal_journal_key_before(const bal_journal_order_key *a, const bal_journal_order_key *b,
+                                   bool by_position) {
+    if (!by_position && a->account != b->account) return a->account < b->account;
+    if (a->position != b->position) return a->position < b->position;
+    return a->index < b->index;
+}
+
+/* Bottom-up merge sort of keys[0..count) with scratch[0..count): O(n log n) whatever the
+ * input, no recursion, no allocation. Returns whichever buffer holds the result. */
+static bal_journal_order_key *bal_journal_sort_keys(bal_journal_order_key *keys, bal_journal_order_key *scratch,
+                                                    size_t count, bool by_position) {
+    bal_journal_order_key *from = keys, *to = scratch;
+    for (size_t width = 1; width < count; width *= 2) {
+        for (size_t start = 0; start < count; start += 2 * width) {
+            size_t middle = start + width < count ? start + width : count;
+            size_t end = middle + width < count ? middle + width : count;
+            size_t i = start, j = middle, k = start;
+            while (i < middle && j < end) {
+                to[k++] = bal_journal_key_before(&from[j], &from[i], by_position) ? from[j++] : from[i++];
+            }
+            while (i < middle) to[k++] = from[i++];
+            while (j < end) to[k++] = from[j++];
+        }
+        bal_journal_order_key *swap = from;
+        from = to;
+        to = swap;
     }
+    return from;
+}
+
+size_t bal_journal_order_batch(const bal_journal_row *rows, size_t count, bal_journal_order_key *keys,
+                               bal_journal_order_key *scratch) {
+    assert(rows != NULL || count == 0);
+    assert(count <= BAL_JOURNAL_BATCH_ROWS_MAX);
+    bool ascending = true;
+    for (size_t i = 0; i < count; i++) {
+        keys[i].account = bal_journal_account_to_sql(rows[i].account_id);
+        keys[i].position = rows[i].sequence * BAL_JOURNAL_LEGS_MAX + rows[i].leg;
+        keys[i].index = (uint32_t)i;
+        if (i > 0 && keys[i].position <= keys[i - 1].position) ascending = false;
+    }
+    size_t kept = count;
+    if (!ascending) {
+        /* A batch in strictly ascending (sequence, leg) order -- what the persister sends --
+         * cannot repeat a key; any other is put in log order to find the repeats, so that
+         * the first occurrence stays the one stored, as in an insert in the caller's order. */
+        bal_journal_order_key *sorted = bal_journal_sort_keys(keys, scratch, count, true);
+        kept = 0;
+        for (size_t i = 0; i < count; i++) {
+            if (kept > 0 && keys[kept - 1].position == sorted[i].position) continue;
+            keys[kept++] = sorted[i]; /* kept <= i: never overwrites an unread key of sorted */
+        }
+    }
+    if (getenv("XNOSORT") != NULL) return kept;
+    bal_journal_order_key *sorted = bal_journal_sort_keys(keys, scratch, kept, false);
+    if (sorted != keys) memcpy(keys, sorted, kept * sizeof keys[0]);
+    return kept;
+}
+
+/* Makes the writer's order scratch hold count keys. */
+static bool bal_journal_reserve_order(bal_journal *journal, size_t count) {
+    assert(journal != NULL);
+    if (count <= journal->order_capacity) return true;
+    size_t capacity = journal->order_capacity < 1024 ? 1024 : journal->order_capacity;
+    while (capacity < count) capacity *= 2;
+    bal_journal_order_key *order = malloc(capacity * sizeof *order);
+    bal_journal_order_key *scratch = malloc(capacity * sizeof *scratch);
+    if (order == NULL || scratch == NULL) {
+        free(order);
+        free(scratch);
+        return false;
+    }
+    free(journal->order);
+    free(journal->order_scratch);
+    journal->order = order;
+    journal->order_scratch = scratch;
+    journal->order_capacity = capacity;
+    return true;
+}
+
+/* Runs statement with rows order[0 .. count) bound (count = its number of rows). */
+static int bal_journal_insert_statement(bal_journal *journal, sqlite3_stmt *statement, const bal_journal_row *rows,
+                                        const bal_journal_order_key *order, size_t count) {
+    assert(count >= 1 && count <= BAL_JOURNAL_INSERT_GROUP_ROWS);
+    assert(sqlite3_bind_parameter_count(statement) == (int)count * BAL_JOURNAL_COLUMN_COUNT);
+    int rc = SQLITE_OK;
+    for (size_t i = 0; i < count && rc == SQLITE_OK; i++) {
+        rc = bal_journal_bind_row(journal, statement, (int)i * BAL_JOURNAL_COLUMN_COUNT, &rows[order[i].index],
+                                  journal->amount_text[i]);
+    }
+    if (rc == SQLITE_OK) rc = bal_journal_step_done(statement);
+    return rc;
+}
+
+/* Inserts the rows inside the open transaction in the order of keys (kept of row_count
+ * rows; the others repeat an earlier key and count as ignored), BAL_JOURNAL_INSERT_GROUP_ROWS
+ * per statement and the rest one by one, counting fresh and already-present keys. */
+static int bal_journal_insert_rows(bal_journal *journal, const bal_journal_row *rows, size_t row_count,
+                                   size_t kept, bal_journal_write_outcome *outcome) {
+    assert(journal != NULL && outcome != NULL);
+    assert(kept <= row_count);
+    assert(!sqlite3_get_autocommit(journal->db));
+    size_t done = 0;
+    while (done < kept) {
+        bool group = kept - done >= BAL_JOURNAL_INSERT_GROUP_ROWS;
+        size_t count = group ? BAL_JOURNAL_INSERT_GROUP_ROWS : 1;
+        int rc = bal_journal_insert_statement(journal, group ? journal->insert_group : journal->insert_row, rows,
+                                              journal->order + done, count);
+        if (rc != SQLITE_OK) return rc;
+        /* INSERT OR IGNORE counts only the rows it stored: the rest had their key already. */
+        int changes = sqlite3_changes(journal->db);
+        assert(changes >= 0 && (size_t)changes <= count);
+        outcome->rows_inserted += (uint32_t)changes;
+        outcome->rows_ignored += (uint32_t)(count - (size_t)changes);
+        done += count;
+    }
+    outcome->rows_ignored += (uint32_t)(row_count - kept);
     assert(outcome->rows_inserted + outcome->rows_ignored == row_count);
     return SQLITE_OK;
 }
@@ -492,7 +669,7 @@ static bal_journal_status bal_journal_check_batch(uint32_t shard, const bal_jour
  * write lock is taken before the position is read, so no other writer can move it between
  * the check and the commit. */
 static int bal_journal_write_transaction(bal_journal *journal, uint32_t shard, const bal_journal_row *rows,
-                                         size_t row_count, uint64_t last_lsn,
+                                         size_t row_count, size_t kept, uint64_t last_lsn,
                                          bal_journal_write_outcome *outcome, const char **what) {
     assert(journal != NULL && outcome != NULL && what != NULL);
     assert(last_lsn > 0 && last_lsn <= BAL_JOURNAL_LSN_MAX);
@@ -510,7 +687,7 @@ static int bal_journal_write_transaction(bal_journal *journal, uint32_t shard, c
         return bal_journal_step_done(journal->rollback);
     }
     *what = "insert rows";
-    rc = bal_journal_insert_rows(journal, rows, row_count, outcome);
+    rc = bal_journal_insert_rows(journal, rows, row_count, kept, outcome);
     if (rc != SQLITE_OK) return rc;
     *what = "store position";
     rc = sqlite3_bind_int64(journal->position_set, 1, shard);
@@ -531,9 +708,15 @@ bal_journal_status bal_journal_write_batch(bal_journal *journal, uint32_t shard,
     if (outcome_out != NULL) *outcome_out = outcome;
     bal_journal_status status = bal_journal_check_batch(shard, rows, row_count, last_lsn, errstr, errstr_size);
     if (status != BAL_JOURNAL_OK) return status;
+    /* Ordered before the write lock is taken; a skipped batch wastes only this sort. */
+    if (!bal_journal_reserve_order(journal, row_count)) {
+        bal_journal_describe(errstr, errstr_size, "out of memory ordering a batch of %zu rows", row_count);
+        return BAL_JOURNAL_NO_MEMORY;
+    }
+    size_t kept = bal_journal_order_batch(rows, row_count, journal->order, journal->order_scratch);
 
     const char *what = NULL;
-    int rc = bal_journal_write_transaction(journal, shard, rows, row_count, last_lsn, &outcome, &what);
+    int rc = bal_journal_write_transaction(journal, shard, rows, row_count, kept, last_lsn, &outcome, &what);
     if (rc != SQLITE_OK) {
         status = bal_journal_sqlite_failure(journal, rc, what, errstr, errstr_size);
         bal_journal_abandon(journal);

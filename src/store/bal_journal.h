@@ -21,7 +21,9 @@
  *   position + 1 and nothing is skipped or repeated. A batch whose last_lsn is not beyond the
  *   stored position is a no-op, and rows are keyed (shard, sequence, leg) and inserted with
  *   INSERT OR IGNORE, so a replay cut into different batches is harmless too. The rows of
- *   one log position must be written in one call.
+ *   one log position must be written in one call. A key given twice within one call is
+ *   stored from its first occurrence (the later one counts as ignored), whatever order the
+ *   writer inserts the rows in (see Write path).
  *
  * Durability
  *   Default synchronous=NORMAL: a commit is atomic and survives a crash of the process
@@ -48,8 +50,43 @@
  *   - account_id (u64) is stored in a signed 64-bit INTEGER by its two's-complement bit
  *     pattern: 1 .. 2^63-1 as themselves, 2^63 .. 2^64-1 as -2^63 .. -1. Only equality is
  *     ever asked of it, which the mapping preserves; ids keep the compact integer encoding.
+ *   - transaction_hash is bal_hash_bytes(transaction_id, its length,
+ *     BAL_JOURNAL_TRANSACTION_HASH_SEED), a u64 stored by the same two's-complement mapping,
+ *     on every row next to the id itself. It exists only to be indexed: an 8-byte integer
+ *     key makes the look-up index about half the size of one on the id text (ids run up
+ *     to 64 bytes) and cheaper to compare. Distinct ids can share a hash, so a look-up
+ *     keeps only the rows whose id is exactly one of those asked for; a row whose stored
+ *     hash is not its id's reads back as BAL_JOURNAL_CORRUPT. The seed is fixed so that
+ *     every handle and every version computes the same value; it is not a secret (a client
+ *     choosing ids that collide only makes its own look-ups read a few more rows).
+ *   - Pages are 4 KiB; the WAL is checkpointed into the database file about every 64 MiB.
  *   - The history cursor is one u64: (sequence * BAL_JOURNAL_LEGS_MAX + leg) + 1, so 0 can
  *     mean "none" (start from the newest / no further page).
+ *
+ * Indexes (why these two, and only these)
+ *   Each secondary index costs every insert a descent into a second b-tree and, with rows
+ *   spread over many accounts and ids, about one more page written to the WAL per row,
+ *   which is what bounds the write rate. So there are two:
+ *   - journal_by_transaction (transaction_hash): bal_journal_find_transactions(). It covers
+ *     every row, not only leg 0: the legs of a command that spans shards are stored by each
+ *     shard under its own (shard, sequence), so a transaction's rows are found by id, never
+ *     by key. It replaced an index on the id text, which cost about twice as much to keep.
+ *   - journal_by_account (account_id, sequence, leg): bal_journal_history(). A currency is a
+ *     filter on this index's range, not an index of its own (an index on (account_id,
+ *     currency, sequence, leg) cost a third b-tree on every insert). Pages stay exact, since
+ *     the limit counts only rows that pass the filter, but the cost of a page grows with the
+ *     rows of the account's other currencies passed over to fill it: each is a look-up of
+ *     the full row. For an account with many currencies asking for a rare one -- say 100
+ *     rows of a currency that has 1% of the account's rows -- a page reads about 10,000
+ *     rows instead of 100 (milliseconds instead of tens of microseconds), and an account
+ *     with no row of that currency is read to its first row before the empty answer.
+ *
+ * Write path
+ *   write_batch validates the rows, orders them by (account_id as stored, sequence, leg)
+ *   -- sorting an array of small keys, the rows are not moved -- and inserts them in that
+ *   order, many rows per prepared statement, so the account index is filled front to back
+ *   instead of at random places. The order is invisible to readers: the batch commits as a
+ *   whole.
  *
  * Errors: every function returns a bal_journal_status; errors are described into the
  * caller's errstr buffer (may be NULL when errstr_size is 0). Business outcomes
@@ -71,6 +108,12 @@
 #define BAL_JOURNAL_SCHEMA_VERSION 1
 /* PRAGMA application_id: "bal1", so a foreign SQLite file is refused, not altered. */
 #define BAL_JOURNAL_APPLICATION_ID 0x62616C31
+/* The seed of transaction_hash = bal_hash_bytes(transaction_id, its length, this seed),
+ * the look-up's index key (see Storage formats). Part of the file format: another seed
+ * would make every stored row unfindable by its id, so it changes only together with a
+ * migration that recomputes the column. The value is the text "baltxid1" read as a
+ * little-endian u64 and has no other meaning. */
+#define BAL_JOURNAL_TRANSACTION_HASH_SEED 0x31646978746C6162ull
 
 /* Rows per write_batch call: a full HTTP batch whose every command touches the most
  * balances a command can (one log position's rows must fit one call). */
@@ -101,7 +144,11 @@
 #define BAL_JOURNAL_BUSY_TIMEOUT_MS_MAX 600000u
 /* Longest path of the journal file (Linux PATH_MAX less its terminator). */
 #define BAL_JOURNAL_PATH_LENGTH_MAX 4095
-/* Page cache per connection. */
+/* Page cache per connection. What matters is the writer's: its cache survives its own
+ * commits, and it should hold the index pages that inserts keep touching (both indexes of
+ * 1.6 million rows take about 60 MiB). A reader's cache is emptied by SQLite whenever the
+ * file changed since the reader's previous read transaction, so beyond one query's pages a
+ * larger one buys a reader little; it costs nothing until pages are actually read. */
 #define BAL_JOURNAL_CACHE_KIB_DEFAULT (64u * 1024u)
 #define BAL_JOURNAL_CACHE_KIB_MAX (4u * 1024u * 1024u)
 
@@ -242,14 +289,17 @@ bal_journal_status bal_journal_checkpoint(bal_journal *journal, char *errstr, si
 /* For each of the ids (0 .. BAL_JOURNAL_LOOKUP_IDS_MAX valid transaction ids; duplicates
  * allowed) that is stored, calls fn with each of its rows. Transactions come in ascending
  * byte order of their ids, a transaction's rows together in (shard, sequence, leg) order;
- * unknown ids give no call. One consistent snapshot, chunked SQL underneath. */
+ * unknown ids give no call. One consistent snapshot, chunked SQL underneath: rows are found
+ * by transaction_hash and compared by id (see Storage formats). */
 bal_journal_status bal_journal_find_transactions(bal_journal *journal, const char *const *ids,
                                                  size_t id_count, bal_journal_row_fn fn,
                                                  void *context, char *errstr, size_t errstr_size);
 
 /* One page of an account's journal, newest first by (sequence, leg), rejected transactions
  * included: calls fn for up to limit rows older than query->before and sets *next_before_out
- * to the cursor of the next page, or BAL_JOURNAL_CURSOR_NONE when no older row exists. */
+ * to the cursor of the next page, or BAL_JOURNAL_CURSOR_NONE when no older row exists. With
+ * query->currency, only that currency's rows count and come back; see Indexes for what
+ * such a page costs in an account with many currencies. */
 bal_journal_status bal_journal_history(bal_journal *journal, const bal_journal_history_query *query,
                                        bal_journal_row_fn fn, void *context,
                                        uint64_t *next_before_out, char *errstr, size_t errstr_size);

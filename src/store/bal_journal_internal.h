@@ -12,18 +12,24 @@
 
 /* Amount columns bound per row: amount, two EVENT leg deltas, four balances, two deltas. */
 #define BAL_JOURNAL_ROW_AMOUNTS 9
+/* Rows per multi-row INSERT statement: one statement's start (cursors opened on the table
+ * and both indexes, the transaction check) and its reset are shared by this many rows.
+ * 47 rows of 21 columns bind 987 values, below even the 999-variable limit of older
+ * SQLite builds. */
+#define BAL_JOURNAL_INSERT_GROUP_ROWS 47
 
 /* The journal table's columns in the order of INSERT and SELECT (see the schema). */
-#define BAL_JOURNAL_COLUMNS                                                                    \
-    "shard, sequence, leg, transaction_id, type, account_id, currency, amount, to_account_id, " \
-    "leg_available_delta, leg_frozen_delta, result, time_ms, memo, available_before, "          \
-    "available_after, frozen_before, frozen_after, available_delta, frozen_delta"
+#define BAL_JOURNAL_COLUMNS                                                                      \
+    "shard, sequence, leg, transaction_id, transaction_hash, type, account_id, currency, amount, " \
+    "to_account_id, leg_available_delta, leg_frozen_delta, result, time_ms, memo, "               \
+    "available_before, available_after, frozen_before, frozen_after, available_delta, frozen_delta"
 
 enum bal_journal_column {
     BAL_JOURNAL_COLUMN_SHARD = 0,
     BAL_JOURNAL_COLUMN_SEQUENCE,
     BAL_JOURNAL_COLUMN_LEG,
     BAL_JOURNAL_COLUMN_TRANSACTION_ID,
+    BAL_JOURNAL_COLUMN_TRANSACTION_HASH,
     BAL_JOURNAL_COLUMN_TYPE,
     BAL_JOURNAL_COLUMN_ACCOUNT_ID,
     BAL_JOURNAL_COLUMN_CURRENCY,
@@ -43,9 +49,22 @@ enum bal_journal_column {
     BAL_JOURNAL_COLUMN_COUNT,
 };
 
+/* The function that maps a transaction id to its stored hash (see bal_journal.h). */
+typedef uint64_t (*bal_journal_hash_fn)(const char *id, size_t length);
+
+/* One row of a batch as the writer orders it: the account index's key and where the row
+ * is in the caller's array. The rows themselves (about 700 bytes each) never move. */
+typedef struct bal_journal_order_key {
+    int64_t account;   /* account_id as stored (bal_journal_account_to_sql) */
+    uint64_t position; /* sequence * BAL_JOURNAL_LEGS_MAX + leg */
+    uint32_t index;    /* into the batch's rows */
+} bal_journal_order_key;
+
 struct bal_journal {
     sqlite3 *db;
     bool read_only;
+    /* bal_journal_transaction_hash, unless a test replaced it to force collisions. */
+    bal_journal_hash_fn hash;
     /* Prepared once at open and reused: no SQL is compiled on the hot paths. */
     sqlite3_stmt *begin_read;
     sqlite3_stmt *begin_write;
@@ -53,25 +72,61 @@ struct bal_journal {
     sqlite3_stmt *rollback;
     sqlite3_stmt *position_get;
     sqlite3_stmt *position_set;       /* writer only */
-    sqlite3_stmt *insert_row;         /* writer only */
+    sqlite3_stmt *insert_row;         /* writer only: one row */
+    sqlite3_stmt *insert_group;       /* writer only: BAL_JOURNAL_INSERT_GROUP_ROWS rows */
     sqlite3_stmt *lookup_chunk;       /* BAL_JOURNAL_LOOKUP_CHUNK_IDS placeholders */
     sqlite3_stmt *history_all;
     sqlite3_stmt *history_currency;
-    /* Scratch, allocated at open: the look-up's sorted id list and the text of the amounts
-     * bound for one row (bound SQLITE_STATIC, valid until that row's step). */
+    /* Scratch, allocated at open: the look-up's sorted id list with each id's hash, and the
+     * text of the amounts bound for one insert statement's rows (bound SQLITE_STATIC, valid
+     * until that statement's step). */
     const char **lookup_ids;
-    char amount_text[BAL_JOURNAL_ROW_AMOUNTS][BAL_MONEY_TEXT_MAX + 1];
+    int64_t *lookup_hashes;
+    char amount_text[BAL_JOURNAL_INSERT_GROUP_ROWS][BAL_JOURNAL_ROW_AMOUNTS][BAL_MONEY_TEXT_MAX + 1];
+    /* Writer scratch for the insert order, grown to the largest batch seen: sort keys and
+     * the merge sort's second buffer. */
+    bal_journal_order_key *order;
+    bal_journal_order_key *order_scratch;
+    size_t order_capacity;
 };
+
+/* u64 -> SQLite integer: the two's-complement bit pattern (see bal_journal.h), written
+ * without the implementation-defined conversion of an out-of-range value to int64_t. */
+static inline int64_t bal_journal_u64_to_sql(uint64_t value) {
+    if (value <= (uint64_t)INT64_MAX) return (int64_t)value;
+    return -(int64_t)(UINT64_MAX - value) - 1;
+}
 
 /* account_id <-> SQLite integer: the two's-complement bit pattern (see bal_journal.h). */
 static inline int64_t bal_journal_account_to_sql(uint64_t account_id) {
-    if (account_id <= (uint64_t)INT64_MAX) return (int64_t)account_id;
-    return -(int64_t)(UINT64_MAX - account_id) - 1;
+    return bal_journal_u64_to_sql(account_id);
 }
 
 static inline uint64_t bal_journal_account_from_sql(int64_t value) {
     return (uint64_t)value; /* conversion to unsigned is modulo 2^64: the inverse above */
 }
+
+/* The stored transaction_hash of an id: bal_hash_bytes with BAL_JOURNAL_TRANSACTION_HASH_SEED,
+ * kept in SQLite by the same two's-complement mapping as account ids. */
+uint64_t bal_journal_transaction_hash(const char *id, size_t length);
+
+/* Tests only: replaces the handle's id hash (before any row is written or read through it),
+ * so that distinct ids can be given equal hashes and the look-up's collision handling can
+ * be exercised; a 64-bit hash practically never collides on its own. Every handle on the
+ * file must use the same function, or rows become unfindable and read back as corrupt. */
+void bal_journal_set_hash_for_testing(bal_journal *journal, bal_journal_hash_fn hash);
+
+/* True if id[0..length) is one of the count ids of sorted (ascending strcmp order, unique):
+ * the look-up's exact filter over rows found by hash. */
+bool bal_journal_lookup_id_wanted(const char *const *sorted, size_t count, const char *id, size_t length);
+
+/* Orders a checked batch for insertion: fills keys[0..count) and returns how many remain
+ * after dropping every row whose (sequence, leg) appeared earlier in the batch (INSERT OR
+ * IGNORE would ignore it: the first occurrence is inserted or already stored). The rest is
+ * sorted by (account as stored, sequence, leg), the journal_by_account index's order, so
+ * that index is filled front to back. scratch holds count keys. */
+size_t bal_journal_order_batch(const bal_journal_row *rows, size_t count, bal_journal_order_key *keys,
+                               bal_journal_order_key *scratch);
 
 /* Writes a formatted description into errstr (if any). */
 __attribute__((format(printf, 3, 4)))

@@ -3,11 +3,13 @@
  * an account's history, newest first, in pages.
  *
  * Both decode stored rows back into bal_journal_row and check them against the same rules
- * the writer applied, so a damaged or hand-edited file surfaces as BAL_JOURNAL_CORRUPT
- * instead of as a wrong balance in an API answer. The look-up binds up to
- * BAL_JOURNAL_LOOKUP_CHUNK_IDS ids per statement (one prepared statement, unused slots bound
- * to NULL, which matches nothing) and runs all chunks inside one read transaction, so the
- * answer is one snapshot of the file.
+ * the writer applied (and the stored transaction_hash against the id), so a damaged or
+ * hand-edited file surfaces as BAL_JOURNAL_CORRUPT instead of as a wrong balance in an API
+ * answer. The look-up binds the hashes of up to BAL_JOURNAL_LOOKUP_CHUNK_IDS ids per
+ * statement (one prepared statement, unused slots bound to NULL, which matches nothing),
+ * keeps only the rows whose id is exactly one of the chunk's ids (distinct ids may share
+ * a hash), and runs all chunks inside one read transaction, so the answer is one snapshot
+ * of the file.
  */
 #include "bal_journal.h"
 
@@ -20,22 +22,26 @@
 /* The look-up statement's text: the fixed part plus "?," per id. */
 #define BAL_JOURNAL_LOOKUP_SQL_BYTES_MAX (1024 + 2 * BAL_JOURNAL_LOOKUP_CHUNK_IDS)
 
-/* Finds every row of each transaction through the id index: a command spanning shards
- * stores its legs under each shard's own sequence, so rows are found by id, not by key. */
+/* Finds every row of each transaction through the hash index: a command spanning shards
+ * stores its legs under each shard's own sequence, so rows are found by id, not by key.
+ * Rows of another id with the same hash come along and are dropped by the caller; sorting
+ * by the id itself keeps the documented order (ids ascending, then the key). */
 static const char bal_journal_lookup_sql_head[] =
-    "SELECT " BAL_JOURNAL_COLUMNS " FROM journal INDEXED BY journal_by_transaction WHERE transaction_id IN (";
+    "SELECT " BAL_JOURNAL_COLUMNS " FROM journal INDEXED BY journal_by_transaction WHERE transaction_hash IN (";
 static const char bal_journal_lookup_sql_tail[] = ") ORDER BY transaction_id, shard, sequence, leg";
 
 /* Rows strictly older than (?2, ?3) in (sequence, leg) order; written so that the index
  * range is "sequence <= ?2" and the rest a filter, newest first, one extra row to learn
- * whether another page exists. */
+ * whether another page exists. The currency query walks the same index range and filters
+ * on currency: LIMIT counts only rows that pass, so pages stay exact, but a currency that
+ * is rare in a busy account costs a walk over the account's other rows (see bal_journal.h). */
 static const char bal_journal_history_all_sql[] =
     "SELECT " BAL_JOURNAL_COLUMNS " FROM journal INDEXED BY journal_by_account "
     "WHERE account_id = ?1 AND sequence <= ?2 AND (sequence < ?2 OR leg < ?3) "
     "ORDER BY sequence DESC, leg DESC LIMIT ?4";
 static const char bal_journal_history_currency_sql[] =
-    "SELECT " BAL_JOURNAL_COLUMNS " FROM journal INDEXED BY journal_by_account_currency "
-    "WHERE account_id = ?1 AND currency = ?5 AND sequence <= ?2 AND (sequence < ?2 OR leg < ?3) "
+    "SELECT " BAL_JOURNAL_COLUMNS " FROM journal INDEXED BY journal_by_account "
+    "WHERE account_id = ?1 AND sequence <= ?2 AND (sequence < ?2 OR leg < ?3) AND currency = ?5 "
     "ORDER BY sequence DESC, leg DESC LIMIT ?4";
 
 int bal_journal_prepare_queries(bal_journal *journal) {
@@ -150,13 +156,25 @@ static bool bal_journal_decode_values(sqlite3_stmt *s, bal_journal_row *row) {
     return true;
 }
 
+/* The stored hash must be the id's: a row whose hash is wrong can no longer be found by
+ * its id, which is damage like any other. */
+static bool bal_journal_decode_hash(const bal_journal *journal, sqlite3_stmt *s, const bal_journal_row *row) {
+    assert(journal != NULL && s != NULL && row != NULL);
+    int64_t stored = 0;
+    if (!bal_journal_column_integer(s, BAL_JOURNAL_COLUMN_TRANSACTION_HASH, INT64_MIN, INT64_MAX, &stored)) {
+        return false;
+    }
+    return stored == bal_journal_u64_to_sql(journal->hash(row->transaction_id, strlen(row->transaction_id)));
+}
+
 /* Decodes the current result row and checks it; CORRUPT with a description if it fails. */
-static bal_journal_status bal_journal_decode_row(sqlite3_stmt *statement, bal_journal_row *row,
-                                                 char *errstr, size_t errstr_size) {
+static bal_journal_status bal_journal_decode_row(const bal_journal *journal, sqlite3_stmt *statement,
+                                                 bal_journal_row *row, char *errstr, size_t errstr_size) {
     assert(statement != NULL && row != NULL);
     assert(sqlite3_column_count(statement) == BAL_JOURNAL_COLUMN_COUNT);
     memset(row, 0, sizeof *row);
-    if (!bal_journal_decode_keys(statement, row) || !bal_journal_decode_values(statement, row)) {
+    if (!bal_journal_decode_keys(statement, row) || !bal_journal_decode_values(statement, row) ||
+        !bal_journal_decode_hash(journal, statement, row)) {
         bal_journal_describe(errstr, errstr_size, "journal row (shard %u, sequence %llu, leg %u) does not decode",
                              row->shard, (unsigned long long)row->sequence, row->leg);
         return BAL_JOURNAL_CORRUPT;
@@ -165,16 +183,59 @@ static bal_journal_status bal_journal_decode_row(sqlite3_stmt *statement, bal_jo
     return BAL_JOURNAL_OK;
 }
 
-/* Steps a bound query to its end, handing each decoded row to fn. */
+/* Byte order of id[0..length) against the NUL-terminated candidate, as strcmp orders
+ * two NUL-terminated texts (bytes as unsigned char, a prefix first). */
+static int bal_journal_compare_id(const char *id, size_t length, const char *candidate) {
+    size_t candidate_length = strlen(candidate);
+    int order = memcmp(id, candidate, length < candidate_length ? length : candidate_length);
+    if (order != 0) return order;
+    return (length > candidate_length) - (length < candidate_length);
+}
+
+bool bal_journal_lookup_id_wanted(const char *const *sorted, size_t count, const char *id, size_t length) {
+    assert(sorted != NULL || count == 0);
+    assert(id != NULL || length == 0);
+    size_t low = 0, high = count; /* the id, if present, is in sorted[low .. high) */
+    while (low < high) {
+        size_t middle = low + (high - low) / 2;
+        int order = bal_journal_compare_id(id, length, sorted[middle]);
+        if (order == 0) return true;
+        if (order < 0) high = middle;
+        else low = middle + 1;
+    }
+    return false;
+}
+
+/* Which rows a look-up chunk keeps: those whose id is one of the chunk's own ids. A row of
+ * an id from another chunk that shares a hash with one of this chunk's is dropped here and
+ * delivered by its own chunk, so that every row comes once and ids stay ascending. */
+typedef struct bal_journal_id_filter {
+    const char *const *ids; /* sorted, unique */
+    size_t count;
+} bal_journal_id_filter;
+
+static bool bal_journal_filter_keeps(const bal_journal_id_filter *filter, sqlite3_stmt *statement) {
+    assert(filter != NULL && statement != NULL);
+    /* Anything but text cannot be compared; the decoder then reports the row as corrupt. */
+    if (sqlite3_column_type(statement, BAL_JOURNAL_COLUMN_TRANSACTION_ID) != SQLITE_TEXT) return true;
+    const char *id = (const char *)sqlite3_column_text(statement, BAL_JOURNAL_COLUMN_TRANSACTION_ID);
+    int length = sqlite3_column_bytes(statement, BAL_JOURNAL_COLUMN_TRANSACTION_ID);
+    if (id == NULL || length < 0) return true;
+    return bal_journal_lookup_id_wanted(filter->ids, filter->count, id, (size_t)length);
+}
+
+/* Steps a bound query to its end, handing each decoded row that passes the filter (if
+ * any) to fn. */
 static bal_journal_status bal_journal_run_query(bal_journal *journal, sqlite3_stmt *statement,
-                                                bal_journal_row_fn fn, void *context,
-                                                char *errstr, size_t errstr_size) {
+                                                const bal_journal_id_filter *filter, bal_journal_row_fn fn,
+                                                void *context, char *errstr, size_t errstr_size) {
     assert(journal != NULL && statement != NULL && fn != NULL);
     bal_journal_row row;
     bal_journal_status status = BAL_JOURNAL_OK;
     int rc = SQLITE_ROW;
     while (status == BAL_JOURNAL_OK && (rc = sqlite3_step(statement)) == SQLITE_ROW) {
-        status = bal_journal_decode_row(statement, &row, errstr, errstr_size);
+        if (filter != NULL && !bal_journal_filter_keeps(filter, statement)) continue;
+        status = bal_journal_decode_row(journal, statement, &row, errstr, errstr_size);
         if (status == BAL_JOURNAL_OK && !fn(context, &row)) status = BAL_JOURNAL_ABORTED;
     }
     if (status == BAL_JOURNAL_OK && rc != SQLITE_DONE) {
@@ -216,6 +277,10 @@ static bal_journal_status bal_journal_prepare_ids(bal_journal *journal, const ch
         }
     }
     assert(unique_count <= id_count);
+    for (size_t i = 0; i < unique_count; i++) {
+        const char *id = journal->lookup_ids[i];
+        journal->lookup_hashes[i] = bal_journal_u64_to_sql(journal->hash(id, strlen(id)));
+    }
     *unique_count_out = unique_count;
     return BAL_JOURNAL_OK;
 }
@@ -231,15 +296,19 @@ static bal_journal_status bal_journal_lookup_chunks(bal_journal *journal, size_t
         int rc = SQLITE_OK;
         for (int slot = 0; slot < BAL_JOURNAL_LOOKUP_CHUNK_IDS && rc == SQLITE_OK; slot++) {
             size_t index = start + (size_t)slot;
-            rc = index < id_count
-                     ? sqlite3_bind_text(statement, slot + 1, journal->lookup_ids[index], -1, SQLITE_STATIC)
-                     : sqlite3_bind_null(statement, slot + 1);
+            rc = index < id_count ? sqlite3_bind_int64(statement, slot + 1, journal->lookup_hashes[index])
+                                  : sqlite3_bind_null(statement, slot + 1);
         }
         if (rc != SQLITE_OK) {
             sqlite3_clear_bindings(statement);
-            return bal_journal_sqlite_failure(journal, rc, "bind look-up ids", errstr, errstr_size);
+            return bal_journal_sqlite_failure(journal, rc, "bind look-up hashes", errstr, errstr_size);
         }
-        status = bal_journal_run_query(journal, statement, fn, context, errstr, errstr_size);
+        size_t remaining = id_count - start;
+        bal_journal_id_filter filter = {
+            .ids = journal->lookup_ids + start,
+            .count = remaining < BAL_JOURNAL_LOOKUP_CHUNK_IDS ? remaining : BAL_JOURNAL_LOOKUP_CHUNK_IDS,
+        };
+        status = bal_journal_run_query(journal, statement, &filter, fn, context, errstr, errstr_size);
     }
     return status;
 }
@@ -341,7 +410,7 @@ bal_journal_status bal_journal_history(bal_journal *journal, const bal_journal_h
         sqlite3_clear_bindings(statement);
         return bal_journal_sqlite_failure(journal, rc, "bind history query", errstr, errstr_size);
     }
-    status = bal_journal_run_query(journal, statement, bal_journal_history_row, &page, errstr, errstr_size);
+    status = bal_journal_run_query(journal, statement, NULL, bal_journal_history_row, &page, errstr, errstr_size);
     if (status != BAL_JOURNAL_OK) return status;
     assert(page.delivered <= page.limit);
     if (page.more) *next_before_out = bal_journal_cursor_after(page.last_sequence, page.last_leg);

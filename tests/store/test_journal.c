@@ -2,7 +2,8 @@
  * test_journal.c -- the journal store against a real SQLite file in a scratch directory:
  * exact round trip of every field (amounts and account ids at their edges, memos NULL,
  * empty and 256 bytes), row validation, position and idempotency across reopen, history
- * paging, batched look-up, schema identity and readers running beside the writer.
+ * paging, batched look-up (also when distinct ids share a hash), the writer's insert order,
+ * schema identity and readers running beside the writer.
  *
  * Usage: test_journal [case]; without a case every case runs. CTest runs one per case.
  */
@@ -10,6 +11,8 @@
 #include <sqlite3.h>
 #include <string.h>
 
+#include "bal_hash.h"
+#include "bal_journal_internal.h"
 #include "journal_test_util.h"
 
 #define MAX BAL_MONEY_MAX
@@ -116,6 +119,15 @@ static void check_raw_storage(const test_dir *dir) {
     CHECK(strcmp((const char *)sqlite3_column_text(s, 3), "null") == 0);
     CHECK(strcmp((const char *)sqlite3_column_text(s, 4), "-999999999999999999.999999999999999999") == 0);
     sqlite3_finalize(s);
+    /* transaction_hash is bal_hash_bytes of the id with the documented seed, as a signed
+     * 64-bit integer: the format other readers of the file can rely on. */
+    CHECK(sqlite3_prepare_v2(db, "SELECT transaction_hash, typeof(transaction_hash) FROM journal WHERE sequence = 1",
+                             -1, &s, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(s) == SQLITE_ROW);
+    uint64_t expected = bal_hash_bytes("dep-1", 5, BAL_JOURNAL_TRANSACTION_HASH_SEED);
+    CHECK((uint64_t)sqlite3_column_int64(s, 0) == expected);
+    CHECK(strcmp((const char *)sqlite3_column_text(s, 1), "integer") == 0);
+    sqlite3_finalize(s);
     sqlite3_close(db);
 }
 
@@ -194,16 +206,22 @@ static void m_time_negative(bal_journal_row *r) { r->time_ms = -1; }
 static void m_sequence_big(bal_journal_row *r) { r->sequence = BAL_JOURNAL_SEQUENCE_MAX + 1; }
 static void m_other_shard(bal_journal_row *r) { r->shard = 1; }
 
-static int64_t count_rows(const test_dir *dir) {
+static int64_t count_rows_where(const test_dir *dir, const char *condition) {
     sqlite3 *db = NULL;
     sqlite3_stmt *s = NULL;
+    char sql[256];
+    snprintf(sql, sizeof sql, "SELECT count(*) FROM journal WHERE %s", condition);
     CHECK(sqlite3_open_v2(dir->path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
-    CHECK(sqlite3_prepare_v2(db, "SELECT count(*) FROM journal", -1, &s, NULL) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK);
     CHECK(sqlite3_step(s) == SQLITE_ROW);
     int64_t count = sqlite3_column_int64(s, 0);
     sqlite3_finalize(s);
     sqlite3_close(db);
     return count;
+}
+
+static int64_t count_rows(const test_dir *dir) {
+    return count_rows_where(dir, "1");
 }
 
 static void test_validation(void) {
@@ -367,10 +385,11 @@ static size_t build_random_command(bal_journal_row *rows, uint32_t shard, uint64
 typedef struct history_data {
     bal_journal_row *rows;
     size_t count;
+    uint32_t shard;          /* the shard whose accounts are listed */
 } history_data;
 
 static history_data write_history(bal_journal *journal) {
-    history_data data = {calloc((size_t)HISTORY_COMMANDS * 4 * 2, sizeof(bal_journal_row)), 0};
+    history_data data = {calloc((size_t)HISTORY_COMMANDS * 4 * 2, sizeof(bal_journal_row)), 0, 3};
     CHECK(data.rows != NULL);
     uint64_t seed = 12345;
     /* Two shards, each with its own sequence; one account lives in exactly one shard. */
@@ -402,7 +421,7 @@ static size_t expected_history(const history_data *data, uint64_t account, const
     size_t n = 0;
     for (size_t i = data->count; i-- > 0;) {
         const bal_journal_row *row = &data->rows[i];
-        if (row->shard != 3 || row->account_id != account) continue;
+        if (row->shard != data->shard || row->account_id != account) continue;
         if (currency != NULL && strcmp(row->currency, currency) != 0) continue;
         out[n++] = row;
     }
@@ -604,6 +623,28 @@ static bal_journal_status open_status(const test_dir *dir, bool read_only) {
     return status;
 }
 
+/* The file has exactly the two secondary indexes the write path pays for, on the columns
+ * bal_journal.h documents. */
+static void check_indexes(const test_dir *dir) {
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    CHECK(sqlite3_open_v2(dir->path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(db,
+                             "SELECT m.name, group_concat(i.name, ',') FROM sqlite_schema AS m, "
+                             "pragma_index_info(m.name) AS i WHERE m.type = 'index' AND m.tbl_name = 'journal' "
+                             "AND m.sql IS NOT NULL GROUP BY m.name ORDER BY m.name",
+                             -1, &s, NULL) == SQLITE_OK);
+    CHECK(sqlite3_step(s) == SQLITE_ROW);
+    CHECK(strcmp((const char *)sqlite3_column_text(s, 0), "journal_by_account") == 0);
+    CHECK(strcmp((const char *)sqlite3_column_text(s, 1), "account_id,sequence,leg") == 0);
+    CHECK(sqlite3_step(s) == SQLITE_ROW);
+    CHECK(strcmp((const char *)sqlite3_column_text(s, 0), "journal_by_transaction") == 0);
+    CHECK(strcmp((const char *)sqlite3_column_text(s, 1), "transaction_hash") == 0);
+    CHECK(sqlite3_step(s) == SQLITE_DONE);
+    sqlite3_finalize(s);
+    sqlite3_close(db);
+}
+
 static void test_schema(void) {
     test_dir dir;
     test_dir_create(&dir);
@@ -619,6 +660,7 @@ static void test_schema(void) {
     CHECK(open_status(&dir, false) == BAL_JOURNAL_OK);
     CHECK(open_status(&dir, true) == BAL_JOURNAL_OK);
     CHECK(open_status(&dir, false) == BAL_JOURNAL_OK); /* reopening migrates nothing */
+    check_indexes(&dir);
     /* A file from a newer version is refused by both kinds of handle. */
     exec_sql(dir.path, "PRAGMA user_version = 99");
     CHECK(open_status(&dir, false) == BAL_JOURNAL_SCHEMA);
@@ -637,6 +679,312 @@ static void test_schema(void) {
     bal_journal *journal = NULL;
     CHECK(bal_journal_open(dir.path, &options, &journal, NULL, 0) == BAL_JOURNAL_INVALID_ARGUMENT);
     CHECK(journal == NULL);
+    test_dir_remove(&dir);
+}
+
+/* ---------------------------------------------------------------- look-up when ids share a hash */
+
+/* Hashes that make distinct ids collide: every id, or ids of the same length modulo 3. */
+static uint64_t hash_constant(const char *id, size_t length) {
+    (void)id;
+    (void)length;
+    return 42;
+}
+
+static uint64_t hash_length(const char *id, size_t length) {
+    (void)id;
+    return UINT64_MAX - length % 3; /* stored as negative integers */
+}
+
+static int compare_texts(const void *a, const void *b) {
+    return strcmp(*(const char *const *)a, *(const char *const *)b);
+}
+
+/* Look-up order: ids ascending, then (shard, sequence, leg). */
+static int compare_rows_lookup(const void *a, const void *b) {
+    const bal_journal_row *x = *(const bal_journal_row *const *)a, *y = *(const bal_journal_row *const *)b;
+    int order = strcmp(x->transaction_id, y->transaction_id);
+    if (order != 0) return order;
+    if (x->shard != y->shard) return x->shard < y->shard ? -1 : 1;
+    if (x->sequence != y->sequence) return x->sequence < y->sequence ? -1 : 1;
+    return (x->leg > y->leg) - (x->leg < y->leg);
+}
+
+/* Looks the ids up and checks the answer against every stored row: exactly the rows of the
+ * wanted ids, each once, in the documented order. */
+static void check_lookup_exact(bal_journal *journal, const bal_journal_row *rows, size_t row_count,
+                               const char *const *ids, size_t id_count) {
+    const char **wanted = calloc(id_count + 1, sizeof *wanted);
+    const bal_journal_row **expected = calloc(row_count + 1, sizeof *expected);
+    CHECK(wanted != NULL && expected != NULL);
+    memcpy(wanted, ids, id_count * sizeof *wanted);
+    qsort(wanted, id_count, sizeof *wanted, compare_texts);
+    size_t expected_count = 0;
+    for (size_t i = 0; i < row_count; i++) {
+        const char *id = rows[i].transaction_id;
+        if (bsearch(&id, wanted, id_count, sizeof *wanted, compare_texts) != NULL) expected[expected_count++] = &rows[i];
+    }
+    qsort(expected, expected_count, sizeof *expected, compare_rows_lookup);
+    test_rows found = {0};
+    CHECK_OK(bal_journal_find_transactions(journal, ids, id_count, test_rows_collect, &found, ERR));
+    if (found.count != expected_count) fprintf(stderr, "found %zu rows, expected %zu\n", found.count, expected_count);
+    CHECK(found.count == expected_count);
+    for (size_t i = 0; i < expected_count; i++) {
+        if (!test_row_equal(&found.rows[i], expected[i])) {
+            test_row_print("found", &found.rows[i]);
+            test_row_print("expected", expected[i]);
+            CHECK(false);
+        }
+    }
+    test_rows_free(&found);
+    free(expected);
+    free(wanted);
+}
+
+#define COLLISION_COMMANDS 700
+#define COLLISION_SPLITS 20
+
+/* Shards 5 and 6 with random commands, plus EVENTs whose legs 0-1 are stored by shard 5 and
+ * leg 2 by shard 6 under other sequences, all written through handles using hash. */
+static size_t write_collision_data(const test_dir *dir, bal_journal_hash_fn hash, bal_journal_row *rows) {
+    bal_journal *writer = test_open(dir, false);
+    if (hash != NULL) bal_journal_set_hash_for_testing(writer, hash);
+    uint64_t seed = 31;
+    size_t count = 0;
+    for (uint32_t shard = 5; shard <= 6; shard++) {
+        size_t first = count;
+        for (uint64_t sequence = 1; sequence <= COLLISION_COMMANDS; sequence++) {
+            count += build_random_command(&rows[count], shard, sequence, &seed);
+        }
+        for (uint64_t k = 1; k <= COLLISION_SPLITS; k++) {
+            char id[32];
+            snprintf(id, sizeof id, "split-%llu", (unsigned long long)k);
+            uint32_t first_leg = shard == 5 ? 0 : 2, last_leg = shard == 5 ? 1 : 2;
+            for (uint32_t leg = first_leg; leg <= last_leg; leg++) {
+                bal_journal_row *row = &rows[count++];
+                test_row_init(row, shard, COLLISION_COMMANDS + (shard == 5 ? k : 2 * k), leg, BAL_JOURNAL_TYPE_EVENT, id,
+                              10 + leg, "USDT");
+                row->leg_available_delta = 1;
+                test_row_balances(row, 4, 5, 0, 0);
+            }
+        }
+        CHECK_OK(bal_journal_write_batch(writer, shard, &rows[first], count - first, 1, NULL, ERR));
+    }
+    bal_journal_close(writer);
+    return count;
+}
+
+/* The exact filter itself: a binary search in bytes order over (id, length). */
+static void check_id_filter(void) {
+    static const char *const sorted[] = {"a", "ab", "b", "h5-1", "h5-10"};
+    const size_t n = sizeof sorted / sizeof sorted[0];
+    CHECK(bal_journal_lookup_id_wanted(sorted, n, "a", 1) && bal_journal_lookup_id_wanted(sorted, n, "ab", 2));
+    CHECK(bal_journal_lookup_id_wanted(sorted, n, "abc", 2)); /* only length bytes count */
+    CHECK(bal_journal_lookup_id_wanted(sorted, n, "h5-10", 5) && bal_journal_lookup_id_wanted(sorted, n, "b", 1));
+    CHECK(!bal_journal_lookup_id_wanted(sorted, n, "aa", 2) && !bal_journal_lookup_id_wanted(sorted, n, "abc", 3));
+    CHECK(!bal_journal_lookup_id_wanted(sorted, n, "", 0) && !bal_journal_lookup_id_wanted(sorted, n, "h5-100", 6));
+    CHECK(!bal_journal_lookup_id_wanted(sorted, n, "h5-", 3) && !bal_journal_lookup_id_wanted(sorted, n, "c", 1));
+    CHECK(!bal_journal_lookup_id_wanted(sorted, 0, "a", 1));
+}
+
+static void test_lookup_collisions(void) {
+    check_id_filter();
+    static const bal_journal_hash_fn hashes[] = {hash_constant, hash_length};
+    bal_journal_row *rows = calloc((size_t)COLLISION_COMMANDS * 4 * 2 + COLLISION_SPLITS * 3, sizeof *rows);
+    CHECK(rows != NULL);
+    /* 1,300 ids, 1,100 of them distinct (three chunks): known ids of both shards, the split
+     * EVENTs, unknown ids that share a hash with known ones, repeats; in a scrambled order. */
+    enum { TOTAL = 1300 };
+    static char names[TOTAL][24];
+    const char *ids[TOTAL];
+    for (size_t i = 0; i < TOTAL; i++) {
+        /* 3 is prime to 700: i = 0 .. 699 give distinct ids, h5 with odd sequences and h6
+         * with even ones; 700 .. 799 repeat some. */
+        if (i < 800) snprintf(names[i], sizeof names[i], "h%d-%zu", 5 + (int)(i % 2), 1 + (i * 3) % COLLISION_COMMANDS);
+        else if (i < 800 + COLLISION_SPLITS) snprintf(names[i], sizeof names[i], "split-%zu", i - 799);
+        else if (i < 1200) snprintf(names[i], sizeof names[i], "h5-%zu", 100000 + i);
+        else memcpy(names[i], names[i - 1200], sizeof names[i]);
+    }
+    for (size_t i = 0; i < TOTAL; i++) ids[i] = names[(i * 373) % TOTAL]; /* 373 is prime to 1300 */
+    const char *unique[TOTAL];
+    memcpy(unique, ids, sizeof unique);
+    qsort(unique, TOTAL, sizeof unique[0], compare_texts);
+    size_t unique_count = 1;
+    for (size_t i = 1; i < TOTAL; i++) unique_count += strcmp(unique[i - 1], unique[i]) != 0;
+    CHECK(unique_count > 2 * BAL_JOURNAL_LOOKUP_CHUNK_IDS); /* three chunks */
+
+    for (size_t h = 0; h < sizeof hashes / sizeof hashes[0]; h++) {
+        test_dir dir;
+        test_dir_create(&dir);
+        size_t count = write_collision_data(&dir, hashes[h], rows);
+        bal_journal *reader = test_open(&dir, true);
+        bal_journal_set_hash_for_testing(reader, hashes[h]);
+        check_lookup_exact(reader, rows, count, ids, TOTAL);
+        check_lookup_exact(reader, rows, count, ids, 1);
+        check_lookup_exact(reader, rows, count, ids + 7, 501); /* a chunk and one id */
+        const char *split[] = {"split-3"};
+        check_lookup_exact(reader, rows, count, split, 1);
+        /* A split EVENT: legs 0 and 1 from shard 5, leg 2 from shard 6. */
+        test_rows found = {0};
+        CHECK_OK(bal_journal_find_transactions(reader, split, 1, test_rows_collect, &found, ERR));
+        CHECK(found.count == 3 && found.rows[0].shard == 5 && found.rows[1].leg == 1 && found.rows[2].shard == 6);
+        test_rows_free(&found);
+        bal_journal_close(reader);
+        test_dir_remove(&dir);
+    }
+
+    /* With the real hash, a collision forced into the file: the rows of "h6-3" (an id never
+     * asked for) are given the hash of "h5-1". Looking up "h5-1" finds both by hash and
+     * keeps only its own rows. */
+    test_dir dir;
+    test_dir_create(&dir);
+    size_t count = write_collision_data(&dir, NULL, rows);
+    exec_sql(dir.path, "UPDATE journal SET transaction_hash = (SELECT transaction_hash FROM journal "
+                       "WHERE transaction_id = 'h5-1' LIMIT 1) WHERE transaction_id = 'h6-3'");
+    CHECK(count_rows_where(&dir, "transaction_id = 'h6-3'") > 0);
+    bal_journal *reader = test_open(&dir, true);
+    const char *one[] = {"h5-1"};
+    check_lookup_exact(reader, rows, count, one, 1);
+    check_lookup_exact(reader, rows, count, ids, TOTAL);
+    bal_journal_close(reader);
+    test_dir_remove(&dir);
+    free(rows);
+}
+
+/* ---------------------------------------------------------------- the writer's insert order */
+
+#define ORDER_COMMANDS 400
+#define ORDER_ACCOUNTS 5
+static const uint64_t order_accounts[ORDER_ACCOUNTS] = {U64_TOP, 1000, U63, 2, 1};
+
+/* Commands whose rows interleave accounts, in descending, ascending and mixed account order
+ * within a command and from one command to the next, and with accounts at and above 2^63
+ * (stored as negative integers, so they come first in the index). */
+static size_t build_interleaved(bal_journal_row *rows, uint32_t shard, uint64_t first_sequence) {
+    size_t n = 0;
+    for (uint64_t c = 0; c < ORDER_COMMANDS; c++) {
+        uint64_t sequence = first_sequence + c;
+        char id[32];
+        snprintf(id, sizeof id, "ord-%llu", (unsigned long long)sequence);
+        uint64_t a = order_accounts[sequence % ORDER_ACCOUNTS], b = order_accounts[(sequence + 2) % ORDER_ACCOUNTS];
+        const char *currency = sequence % 3 == 0 ? "BTC" : "USDT";
+        switch (sequence % 3) {
+        case 0:
+            test_row_init(&rows[n], shard, sequence, 0, BAL_JOURNAL_TYPE_DEPOSIT, id, a, currency);
+            test_row_balances(&rows[n++], (bal_amount)sequence, (bal_amount)sequence + 1, 0, 0);
+            break;
+        case 1:
+            for (uint32_t leg = 0; leg < 2; leg++) {
+                test_row_init(&rows[n], shard, sequence, leg, BAL_JOURNAL_TYPE_TRANSFER, id, leg == 0 ? a : b, currency);
+                rows[n].to_account_id = b;
+                test_row_balances(&rows[n++], leg == 0 ? 9 : 0, leg == 0 ? 8 : 1, 0, 0);
+            }
+            break;
+        default:
+            for (uint32_t leg = 0; leg < 4; leg++) {
+                uint64_t account = order_accounts[(sequence + 4 * leg) % ORDER_ACCOUNTS];
+                test_row_init(&rows[n], shard, sequence, leg, BAL_JOURNAL_TYPE_EVENT, id, account,
+                              leg % 2 ? "BTC" : "USDT");
+                rows[n].leg_frozen_delta = (bal_amount)leg + 1;
+                test_row_balances(&rows[n++], 0, 0, 0, (bal_amount)leg + 1);
+            }
+        }
+    }
+    return n;
+}
+
+/* bal_journal_order_batch: (account as stored, sequence, leg); repeated keys dropped, the
+ * first occurrence kept. */
+static void check_order_batch(void) {
+    bal_journal_order_key keys[8], scratch[8];
+    bal_journal_row rows[6];
+    static const struct { uint64_t account, sequence; uint32_t leg; } ascending[6] = {
+        {5, 1, 0}, {U64_TOP, 1, 1}, {3, 2, 0}, {U63, 3, 0}, {5, 3, 1}, {1, 4, 0},
+    };
+    for (size_t i = 0; i < 6; i++) {
+        test_row_init(&rows[i], 0, ascending[i].sequence, ascending[i].leg, BAL_JOURNAL_TYPE_EVENT, "x",
+                      ascending[i].account, "USDT");
+    }
+    CHECK(bal_journal_order_batch(rows, 6, keys, scratch) == 6);
+    static const uint32_t expected[6] = {3, 1, 5, 2, 0, 4}; /* 2^63, 2^64-1, 1, 3, 5@1, 5@3 */
+    for (size_t i = 0; i < 6; i++) CHECK(keys[i].index == expected[i]);
+
+    static const struct { uint64_t account, sequence; uint32_t leg; } unordered[4] = {
+        {7, 2, 0}, {9, 1, 0}, {8, 2, 0}, {7, 1, 1}, /* the third repeats the first one's key */
+    };
+    for (size_t i = 0; i < 4; i++) {
+        test_row_init(&rows[i], 0, unordered[i].sequence, unordered[i].leg, BAL_JOURNAL_TYPE_EVENT, "x",
+                      unordered[i].account, "USDT");
+    }
+    CHECK(bal_journal_order_batch(rows, 4, keys, scratch) == 3);
+    CHECK(keys[0].index == 3 && keys[1].index == 0 && keys[2].index == 1);
+    CHECK(bal_journal_order_batch(rows, 0, keys, scratch) == 0);
+}
+
+static void test_sorted_insert(void) {
+    check_order_batch();
+    test_dir dir;
+    test_dir_create(&dir);
+    bal_journal *journal = test_open(&dir, false);
+    history_data data = {calloc((size_t)ORDER_COMMANDS * 4 + 8, sizeof(bal_journal_row)), 0, 0};
+    CHECK(data.rows != NULL);
+    data.count = build_interleaved(data.rows, 0, 1);
+    bal_journal_write_outcome outcome;
+    CHECK_OK(bal_journal_write_batch(journal, 0, data.rows, data.count, 1, &outcome, ERR));
+    CHECK(outcome.rows_inserted == data.count && outcome.rows_ignored == 0);
+
+    /* History of every account, all currencies and each, in pages of several sizes. */
+    bal_journal *reader = test_open(&dir, true);
+    const bal_journal_row **expected = calloc(data.count, sizeof *expected);
+    CHECK(expected != NULL);
+    static const uint32_t limits[] = {1, 3, 7, 0};
+    static const char *const currencies[] = {NULL, "USDT", "BTC", "ETH"};
+    size_t total = 0;
+    for (size_t a = 0; a < ORDER_ACCOUNTS; a++) {
+        total += expected_history(&data, order_accounts[a], NULL, expected);
+        for (size_t l = 0; l < sizeof limits / sizeof limits[0]; l++) {
+            for (size_t c = 0; c < sizeof currencies / sizeof currencies[0]; c++) {
+                check_listing(reader, &data, order_accounts[a], currencies[c], limits[l], expected);
+            }
+        }
+    }
+    CHECK(total == data.count);
+
+    /* Every transaction by id, alone and all together. */
+    const char **ids = calloc(ORDER_COMMANDS, sizeof *ids);
+    CHECK(ids != NULL);
+    size_t id_count = 0;
+    for (size_t i = 0; i < data.count; i++) {
+        if (data.rows[i].leg == 0) ids[id_count++] = data.rows[i].transaction_id;
+    }
+    CHECK(id_count == ORDER_COMMANDS);
+    for (size_t i = 0; i < id_count; i++) check_lookup_exact(reader, data.rows, data.count, &ids[i], 1);
+    check_lookup_exact(reader, data.rows, data.count, ids, id_count);
+
+    /* A batch out of log order that repeats a key within itself and one already stored: the
+     * first occurrence is the one stored, the others count as ignored. */
+    bal_journal_row extra[4];
+    test_row_init(&extra[0], 0, 1000, 0, BAL_JOURNAL_TYPE_DEPOSIT, "first-1000", 1, "USDT");
+    test_row_balances(&extra[0], 0, 1, 0, 0);
+    test_row_init(&extra[1], 0, 999, 0, BAL_JOURNAL_TYPE_DEPOSIT, "ok-999", 2, "USDT");
+    test_row_balances(&extra[1], 0, 1, 0, 0);
+    test_row_init(&extra[2], 0, 1000, 0, BAL_JOURNAL_TYPE_DEPOSIT, "late-1000", U64_TOP, "USDT");
+    test_row_balances(&extra[2], 0, 1, 0, 0);
+    test_row_init(&extra[3], 0, 1, 0, BAL_JOURNAL_TYPE_DEPOSIT, "late-1", U63, "USDT");
+    test_row_balances(&extra[3], 0, 1, 0, 0);
+    CHECK_OK(bal_journal_write_batch(journal, 0, extra, 4, 2, &outcome, ERR));
+    CHECK(!outcome.skipped && outcome.rows_inserted == 2 && outcome.rows_ignored == 2);
+    const char *check_ids[] = {"first-1000", "ok-999", "late-1000", "late-1"};
+    test_rows found = {0};
+    CHECK_OK(bal_journal_find_transactions(reader, check_ids, 4, test_rows_collect, &found, ERR));
+    CHECK(found.count == 2 && test_row_equal(&found.rows[0], &extra[0]) && test_row_equal(&found.rows[1], &extra[1]));
+    CHECK(count_rows(&dir) == (int64_t)data.count + 2);
+    test_rows_free(&found);
+    free(ids);
+    free(expected);
+    free(data.rows);
+    bal_journal_close(reader);
+    bal_journal_close(journal);
     test_dir_remove(&dir);
 }
 
@@ -755,6 +1103,26 @@ static void test_corrupt(void) {
         bal_journal_close(journal);
         test_dir_remove(&dir);
     }
+    /* A stored hash that is not the id's: the row can no longer be found by its id (the
+     * look-up answers "unknown"), and reading it any other way reports the damage. */
+    test_dir dir;
+    test_dir_create(&dir);
+    bal_journal *journal = test_open(&dir, false);
+    bal_journal_row row;
+    test_row_init(&row, 0, 1, 0, BAL_JOURNAL_TYPE_DEPOSIT, "dep-1", 3, "USDT");
+    test_row_balances(&row, 0, 1, 0, 0);
+    CHECK_OK(bal_journal_write_batch(journal, 0, &row, 1, 1, NULL, ERR));
+    exec_sql(dir.path, "UPDATE journal SET transaction_hash = transaction_hash + 1 WHERE sequence = 1");
+    test_rows found = {0};
+    const char *id = "dep-1";
+    CHECK_OK(bal_journal_find_transactions(journal, &id, 1, test_rows_collect, &found, ERR));
+    CHECK(found.count == 0);
+    uint64_t next = 0;
+    bal_journal_history_query query = {.account_id = 3};
+    CHECK(bal_journal_history(journal, &query, test_rows_collect, &found, &next, NULL, 0) == BAL_JOURNAL_CORRUPT);
+    test_rows_free(&found);
+    bal_journal_close(journal);
+    test_dir_remove(&dir);
 }
 
 /* ---------------------------------------------------------------- sync, checkpoint, durability options */
@@ -835,6 +1203,7 @@ typedef struct test_case {
 static const test_case test_cases[] = {
     {"round_trip", test_round_trip}, {"validation", test_validation}, {"idempotency", test_idempotency},
     {"history", test_history},       {"lookup", test_lookup},         {"schema", test_schema},
+    {"lookup_collisions", test_lookup_collisions}, {"sorted_insert", test_sorted_insert},
     {"concurrent_readers", test_concurrent_readers}, {"corrupt", test_corrupt},
     {"checkpoint", test_checkpoint}, {"names", test_names},
 };
