@@ -82,12 +82,18 @@ size_t bal_currency_format(bal_currency currency, char *buffer) {
     return length;
 }
 
+/* A packed code is valid when its 10 base-37 digits are: a non-zero first digit, then
+ * non-zero digits, then only zeros (padding). Arithmetic only: apply asserts it per command. */
 bool bal_currency_valid(bal_currency currency) {
-    char text[BAL_CURRENCY_LENGTH_MAX + 1];
-    bal_currency parsed;
-    if (currency.code == 0 || currency.code >= 4808584372417849ull /* 37^10 */) return false;
-    size_t length = bal_currency_format(currency, text);
-    return bal_currency_parse(text, length, &parsed) && parsed.code == currency.code;
+    uint64_t code = currency.code;
+    if (code == 0 || code >= 4808584372417849ull /* 37^10 */) return false;
+    bool padding = true; /* reading from the last digit: zeros first, then no zero */
+    for (int i = 0; i < BAL_CURRENCY_LENGTH_MAX; i++, code /= 37) {
+        bool zero = code % 37 == 0;
+        if (!zero) padding = false;
+        else if (!padding) return false;
+    }
+    return true;
 }
 
 bool bal_transaction_id_valid(const char *text, size_t length) {
