@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "bal_journal_internal.h"
+#include "bal_types.h"
 
 static const char *const bal_journal_type_names[BAL_JOURNAL_TYPE_COUNT] = {
     [BAL_JOURNAL_TYPE_DEPOSIT] = "DEPOSIT",
@@ -45,26 +46,14 @@ bool bal_journal_type_parse(const char *text, size_t length, bal_journal_type *t
     return false;
 }
 
+/* The character rules are SPEC's and the core's: one definition (bal_types.h). */
 bool bal_journal_transaction_id_valid(const char *text, size_t length) {
-    if (length == 0 || length > BAL_TRANSACTION_ID_LENGTH_MAX) return false;
-    assert(text != NULL);
-    for (size_t i = 0; i < length; i++) {
-        char c = text[i];
-        bool ok = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                  c == '.' || c == '_' || c == ':' || c == '-';
-        if (!ok) return false;
-    }
-    return true;
+    return bal_transaction_id_valid(text, length);
 }
 
 bool bal_journal_currency_valid(const char *text, size_t length) {
-    if (length == 0 || length > BAL_CURRENCY_LENGTH_MAX) return false;
-    assert(text != NULL);
-    for (size_t i = 0; i < length; i++) {
-        char c = text[i];
-        if (!((c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))) return false;
-    }
-    return true;
+    bal_currency currency;
+    return bal_currency_parse(text, length, &currency);
 }
 
 static bool bal_journal_result_valid(const char *text, size_t length) {
