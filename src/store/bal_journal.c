@@ -28,17 +28,21 @@
  * reverse. */
 #define BAL_JOURNAL_PAGE_SIZE 4096
 /* Pages in the WAL before the writer's commit checkpoints them into the database (4 KiB
- * pages: 64 MiB), and the size the WAL file is cut back to afterwards. Every insert dirties
- * a leaf of each index at a random place, so a commit of a few thousand rows appends about
- * as many pages to the WAL; at SQLite's default of 1000 pages (or the 4096 used before)
- * nearly every batch paid a checkpoint with its two fsyncs. A checkpoint copies a page
- * once however often it was rewritten since the last one, so a longer interval also
- * copies less. 64 MiB keeps the WAL index that readers search at four hash tables and
- * bounds what recovery reads after a crash. The size limit lies above the interval (a
- * checkpoint starts only after the commit that crossed it) so that the file is reused
- * instead of cut back and grown again block by block in every cycle. */
-#define BAL_JOURNAL_WAL_AUTOCHECKPOINT_PAGES 16384
-#define BAL_JOURNAL_WAL_SIZE_LIMIT_BYTES (128 * 1024 * 1024)
+ * pages: 256 MiB), and the size the WAL file is cut back to afterwards. Every insert
+ * dirties a leaf of each index at a random place, so a commit of a few thousand rows
+ * appends about as many pages to the WAL; at SQLite's default of 1000 pages (or the 4096
+ * used before) nearly every batch paid a checkpoint with its two fsyncs. A checkpoint
+ * copies a page once however often it was rewritten since the last one, so a longer
+ * interval also copies less: measured with the benchmark, 64 MiB gained about 5% over
+ * 16 MiB and 256 MiB another 10-20% (batches of 1,000 rows gain most). The price: the
+ * WAL file keeps up to this size plus one batch on disk, recovery after a crash reads it
+ * all, and a reader looking for a page probes up to one
+ * WAL-index hash table per 4096 frames (16 here) before it reads the database file. The
+ * size limit lies above the interval (a checkpoint starts only after the commit that
+ * crossed it) so that the file is reused instead of cut back and grown again block by
+ * block in every cycle. */
+#define BAL_JOURNAL_WAL_AUTOCHECKPOINT_PAGES 65536
+#define BAL_JOURNAL_WAL_SIZE_LIMIT_BYTES (320 * 1024 * 1024)
 
 /*
  * Migration steps: step i takes a file from user_version i to i + 1. Never edit a step
@@ -47,10 +51,12 @@
  * journal: keyed (shard, sequence, leg) -- the log's own order, so replays collide with
  * what is stored instead of duplicating it. WITHOUT ROWID keeps rows in that key order
  * (a shard's rows append) and saves the separate key index a rowid table would need.
- * Two secondary indexes, each paid for on every insert (bal_journal.h says why these):
- *   journal_by_transaction (transaction_hash): the look-up by id. Every row is in it, not
- *     only leg 0, because the legs of a command that spans shards are stored by each shard
- *     under its own (shard, sequence) and leg 0 may be missing from a shard's rows.
+ * Two secondary indexes, paid for on inserts (bal_journal.h says why these):
+ *   journal_by_transaction (transaction_hash), partial: the look-up by id. Only a head row
+ *     has a hash -- the lowest leg of a (shard, sequence) in its batch -- because the other
+ *     rows of that (shard, sequence) are the same command's and are found by key from it.
+ *     Not leg 0: the legs of a command that spans shards are stored by each shard under its
+ *     own (shard, sequence), and leg 0 may be missing from a shard's rows.
  *   journal_by_account (account_id, sequence, leg): the history, newest first; a currency
  *     is a filter on this range rather than an index of its own.
  */
@@ -60,7 +66,9 @@ static const char *const bal_journal_migrations[BAL_JOURNAL_SCHEMA_VERSION] = {
     "  sequence INTEGER NOT NULL CHECK (sequence >= 0),"
     "  leg INTEGER NOT NULL CHECK (leg >= 0),"
     "  transaction_id TEXT NOT NULL,"
-    "  transaction_hash INTEGER NOT NULL," /* u64 hash of transaction_id as its two's-complement i64 */
+    /* The u64 hash of transaction_id as its two's-complement i64, on the first row (lowest
+     * leg) the shard stores of the transaction; NULL on its other rows. */
+    "  transaction_hash INTEGER,"
     /* Written as comparisons: SQLite evaluates "type IN (<7 constants>)" in a CHECK by
      * building a temporary b-tree of the list for every inserted row. */
     "  type TEXT NOT NULL CHECK (type = 'DEPOSIT' OR type = 'WITHDRAW' OR type = 'FREEZE' OR"
@@ -83,7 +91,7 @@ static const char *const bal_journal_migrations[BAL_JOURNAL_SCHEMA_VERSION] = {
     "  frozen_delta TEXT NOT NULL,"
     "  PRIMARY KEY (shard, sequence, leg)"
     ") STRICT, WITHOUT ROWID;"
-    "CREATE INDEX journal_by_transaction ON journal (transaction_hash);"
+    "CREATE INDEX journal_by_transaction ON journal (transaction_hash) WHERE transaction_hash IS NOT NULL;"
     "CREATE INDEX journal_by_account ON journal (account_id, sequence, leg);"
     "CREATE TABLE persist_position ("
     "  shard INTEGER PRIMARY KEY,"
@@ -171,10 +179,6 @@ static bal_journal_status bal_journal_configure(bal_journal *journal, const bal_
     if (rc == SQLITE_OK && options->read_only) {
         rc = sqlite3_exec(journal->db, "PRAGMA query_only = 1;", NULL, NULL, NULL);
     }
-    if (rc == SQLITE_OK && !options->read_only && getenv("XPS") != NULL) {
-        snprintf(sql, sizeof sql, "PRAGMA page_size = %s;", getenv("XPS"));
-        rc = sqlite3_exec(journal->db, sql, NULL, NULL, NULL);
-    }
     if (rc == SQLITE_OK && !options->read_only) {
         /* The page size takes effect only in a new file (before its first table) and is
          * fixed from then on; it is set rather than left to the SQLite build's default
@@ -184,14 +188,6 @@ static bal_journal_status bal_journal_configure(bal_journal *journal, const bal_
                  "PRAGMA journal_size_limit = %d;",
                  BAL_JOURNAL_PAGE_SIZE, options->synchronous_full ? "FULL" : "NORMAL",
                  BAL_JOURNAL_WAL_AUTOCHECKPOINT_PAGES, BAL_JOURNAL_WAL_SIZE_LIMIT_BYTES);
-        rc = sqlite3_exec(journal->db, sql, NULL, NULL, NULL);
-    }
-    if (rc == SQLITE_OK && !options->read_only && getenv("XAC") != NULL) {
-        snprintf(sql, sizeof sql, "PRAGMA wal_autocheckpoint = %s;", getenv("XAC"));
-        rc = sqlite3_exec(journal->db, sql, NULL, NULL, NULL);
-    }
-    if (rc == SQLITE_OK && !options->read_only && getenv("XJSL") != NULL) {
-        snprintf(sql, sizeof sql, "PRAGMA journal_size_limit = %s;", getenv("XJSL"));
         rc = sqlite3_exec(journal->db, sql, NULL, NULL, NULL);
     }
     if (rc != SQLITE_OK) return bal_journal_sqlite_failure(journal, rc, "configure", errstr, errstr_size);
@@ -475,11 +471,10 @@ static int bal_journal_bind_amount(sqlite3_stmt *statement, int parameter, char 
  * with its amounts formatted into amounts. Texts are bound SQLITE_STATIC: the row and the
  * scratch buffers outlive the step that reads them. */
 static int bal_journal_bind_row(const bal_journal *journal, sqlite3_stmt *s, int first, const bal_journal_row *row,
-                                char (*amounts)[BAL_MONEY_TEXT_MAX + 1]) {
+                                bool head, char (*amounts)[BAL_MONEY_TEXT_MAX + 1]) {
     assert(journal != NULL && s != NULL && row != NULL && amounts != NULL);
     bool event = row->type == BAL_JOURNAL_TYPE_EVENT;
     size_t id_length = strlen(row->transaction_id); /* checked: 1 .. BAL_TRANSACTION_ID_LENGTH_MAX */
-    uint64_t hash = journal->hash(row->transaction_id, id_length);
     int rc = SQLITE_OK;
 #define BAL_JOURNAL_BIND(call) \
     do { if (rc == SQLITE_OK) rc = (call); } while (0)
@@ -488,7 +483,12 @@ static int bal_journal_bind_row(const bal_journal *journal, sqlite3_stmt *s, int
     BAL_JOURNAL_BIND(sqlite3_bind_int64(s, P(SEQUENCE), (int64_t)row->sequence));
     BAL_JOURNAL_BIND(sqlite3_bind_int64(s, P(LEG), row->leg));
     BAL_JOURNAL_BIND(sqlite3_bind_text(s, P(TRANSACTION_ID), row->transaction_id, (int)id_length, SQLITE_STATIC));
-    BAL_JOURNAL_BIND(sqlite3_bind_int64(s, P(TRANSACTION_HASH), bal_journal_u64_to_sql(hash)));
+    if (head) {
+        uint64_t hash = journal->hash(row->transaction_id, id_length);
+        BAL_JOURNAL_BIND(sqlite3_bind_int64(s, P(TRANSACTION_HASH), bal_journal_u64_to_sql(hash)));
+    } else {
+        BAL_JOURNAL_BIND(sqlite3_bind_null(s, P(TRANSACTION_HASH)));
+    }
     BAL_JOURNAL_BIND(sqlite3_bind_text(s, P(TYPE), bal_journal_type_name(row->type), -1, SQLITE_STATIC));
     BAL_JOURNAL_BIND(sqlite3_bind_int64(s, P(ACCOUNT_ID), bal_journal_account_to_sql(row->account_id)));
     BAL_JOURNAL_BIND(sqlite3_bind_text(s, P(CURRENCY), row->currency, -1, SQLITE_STATIC));
@@ -561,21 +561,25 @@ size_t bal_journal_order_batch(const bal_journal_row *rows, size_t count, bal_jo
         keys[i].account = bal_journal_account_to_sql(rows[i].account_id);
         keys[i].position = rows[i].sequence * BAL_JOURNAL_LEGS_MAX + rows[i].leg;
         keys[i].index = (uint32_t)i;
+        keys[i].head = i == 0 || rows[i].sequence != rows[i - 1].sequence;
         if (i > 0 && keys[i].position <= keys[i - 1].position) ascending = false;
     }
     size_t kept = count;
     if (!ascending) {
         /* A batch in strictly ascending (sequence, leg) order -- what the persister sends --
-         * cannot repeat a key; any other is put in log order to find the repeats, so that
-         * the first occurrence stays the one stored, as in an insert in the caller's order. */
+         * cannot repeat a key and has each sequence's rows together, lowest leg first; any
+         * other is put in log order to find the repeats, so that the first occurrence stays
+         * the one stored, as in an insert in the caller's order, and the heads. */
         bal_journal_order_key *sorted = bal_journal_sort_keys(keys, scratch, count, true);
         kept = 0;
         for (size_t i = 0; i < count; i++) {
             if (kept > 0 && keys[kept - 1].position == sorted[i].position) continue;
-            keys[kept++] = sorted[i]; /* kept <= i: never overwrites an unread key of sorted */
+            keys[kept] = sorted[i]; /* kept <= i: never overwrites an unread key of sorted */
+            keys[kept].head = kept == 0 || keys[kept - 1].position / BAL_JOURNAL_LEGS_MAX !=
+                                               keys[kept].position / BAL_JOURNAL_LEGS_MAX;
+            kept++;
         }
     }
-    if (getenv("XNOSORT") != NULL) return kept;
     bal_journal_order_key *sorted = bal_journal_sort_keys(keys, scratch, kept, false);
     if (sorted != keys) memcpy(keys, sorted, kept * sizeof keys[0]);
     return kept;
@@ -610,7 +614,7 @@ static int bal_journal_insert_statement(bal_journal *journal, sqlite3_stmt *stat
     int rc = SQLITE_OK;
     for (size_t i = 0; i < count && rc == SQLITE_OK; i++) {
         rc = bal_journal_bind_row(journal, statement, (int)i * BAL_JOURNAL_COLUMN_COUNT, &rows[order[i].index],
-                                  journal->amount_text[i]);
+                                  order[i].head, journal->amount_text[i]);
     }
     if (rc == SQLITE_OK) rc = bal_journal_step_done(statement);
     return rc;

@@ -30,7 +30,9 @@
  *   (kill -9) at once, but reaches the disk only at the next checkpoint or
  *   bal_journal_sync(); the batch itself pays no fsync. After a power loss
  *   the newest batches may be gone -- rows and position together, never one without the
- *   other -- and are replayed from the service's log. Hence the rule for the log's owner:
+ *   other -- and are replayed from the service's log. Checkpoints come about every 256 MiB
+ *   of WAL (see Storage formats), so without bal_journal_sync() that can be many batches.
+ *   Hence the rule for the log's owner:
  *   log records up to a shard's position may be discarded only after a bal_journal_sync()
  *   called after that position was written returned BAL_JOURNAL_OK (or at once, when the
  *   file was opened with options.synchronous_full, which fsyncs every batch instead).
@@ -51,15 +53,19 @@
  *     pattern: 1 .. 2^63-1 as themselves, 2^63 .. 2^64-1 as -2^63 .. -1. Only equality is
  *     ever asked of it, which the mapping preserves; ids keep the compact integer encoding.
  *   - transaction_hash is bal_hash_bytes(transaction_id, its length,
- *     BAL_JOURNAL_TRANSACTION_HASH_SEED), a u64 stored by the same two's-complement mapping,
- *     on every row next to the id itself. It exists only to be indexed: an 8-byte integer
- *     key makes the look-up index about half the size of one on the id text (ids run up
- *     to 64 bytes) and cheaper to compare. Distinct ids can share a hash, so a look-up
- *     keeps only the rows whose id is exactly one of those asked for; a row whose stored
+ *     BAL_JOURNAL_TRANSACTION_HASH_SEED), a u64 stored by the same two's-complement
+ *     mapping, on the head row of each (shard, sequence) -- the lowest leg of it in the
+ *     write_batch call that stored it, which is its lowest leg overall since a log
+ *     position's rows come in one call (a caller breaking that rule leaves two heads;
+ *     look-ups still return each row once) -- and NULL on the other rows. It exists only
+ *     to be indexed: an 8-byte integer key is smaller than the id text (up to 64 bytes; a
+ *     UUID is 36) and cheaper to compare. Distinct ids can share a hash, so a look-up
+ *     keeps only the rows whose id is exactly one of those asked for; a head whose stored
  *     hash is not its id's reads back as BAL_JOURNAL_CORRUPT. The seed is fixed so that
- *     every handle and every version computes the same value; it is not a secret (a client
- *     choosing ids that collide only makes its own look-ups read a few more rows).
- *   - Pages are 4 KiB; the WAL is checkpointed into the database file about every 64 MiB.
+ *     every handle and every version computes the same value; it is not a secret (a
+ *     client that manufactures ids with equal hashes makes the look-ups of those ids read
+ *     more rows, nothing worse).
+ *   - Pages are 4 KiB; the WAL is checkpointed into the database file about every 256 MiB.
  *   - The history cursor is one u64: (sequence * BAL_JOURNAL_LEGS_MAX + leg) + 1, so 0 can
  *     mean "none" (start from the newest / no further page).
  *
@@ -67,10 +73,16 @@
  *   Each secondary index costs every insert a descent into a second b-tree and, with rows
  *   spread over many accounts and ids, about one more page written to the WAL per row,
  *   which is what bounds the write rate. So there are two:
- *   - journal_by_transaction (transaction_hash): bal_journal_find_transactions(). It covers
- *     every row, not only leg 0: the legs of a command that spans shards are stored by each
- *     shard under its own (shard, sequence), so a transaction's rows are found by id, never
- *     by key. It replaced an index on the id text, which cost about twice as much to keep.
+ *   - journal_by_transaction (transaction_hash) WHERE transaction_hash IS NOT NULL:
+ *     bal_journal_find_transactions(). One entry per transaction per shard that stored
+ *     rows of it (its head), not per row: all rows of one (shard, sequence) belong to one
+ *     command, so the look-up reaches the head by hash and the head's other rows by key.
+ *     Not "leg 0 only": the legs of a command that spans shards are stored by each shard
+ *     under its own (shard, sequence), and a shard's rows may lack leg 0. An index of every
+ *     row on the id text was there before; in a bare SQLite measurement of random ids
+ *     (one million rows) it cost about three times what an integer hash index costs, and
+ *     indexing heads only cuts the entries again by the rows per command (2.3 in the
+ *     benchmark's mix, where trades are 4-leg EVENTs).
  *   - journal_by_account (account_id, sequence, leg): bal_journal_history(). A currency is a
  *     filter on this index's range, not an index of its own (an index on (account_id,
  *     currency, sequence, leg) cost a third b-tree on every insert). Pages stay exact, since

@@ -24,6 +24,14 @@
     "to_account_id, leg_available_delta, leg_frozen_delta, result, time_ms, memo, "               \
     "available_before, available_after, frozen_before, frozen_after, available_delta, frozen_delta"
 
+/* The same columns of the table aliased "j", as the queries select them (the look-up joins
+ * the table with itself). */
+#define BAL_JOURNAL_SELECT_COLUMNS                                                                      \
+    "j.shard, j.sequence, j.leg, j.transaction_id, j.transaction_hash, j.type, j.account_id, j.currency, " \
+    "j.amount, j.to_account_id, j.leg_available_delta, j.leg_frozen_delta, j.result, j.time_ms, j.memo, "  \
+    "j.available_before, j.available_after, j.frozen_before, j.frozen_after, j.available_delta, "         \
+    "j.frozen_delta"
+
 enum bal_journal_column {
     BAL_JOURNAL_COLUMN_SHARD = 0,
     BAL_JOURNAL_COLUMN_SEQUENCE,
@@ -58,6 +66,7 @@ typedef struct bal_journal_order_key {
     int64_t account;   /* account_id as stored (bal_journal_account_to_sql) */
     uint64_t position; /* sequence * BAL_JOURNAL_LEGS_MAX + leg */
     uint32_t index;    /* into the batch's rows */
+    bool head;         /* the batch's first row (lowest leg) of its sequence: carries the hash */
 } bal_journal_order_key;
 
 struct bal_journal {
@@ -122,9 +131,10 @@ bool bal_journal_lookup_id_wanted(const char *const *sorted, size_t count, const
 
 /* Orders a checked batch for insertion: fills keys[0..count) and returns how many remain
  * after dropping every row whose (sequence, leg) appeared earlier in the batch (INSERT OR
- * IGNORE would ignore it: the first occurrence is inserted or already stored). The rest is
- * sorted by (account as stored, sequence, leg), the journal_by_account index's order, so
- * that index is filled front to back. scratch holds count keys. */
+ * IGNORE would ignore it: the first occurrence is inserted or already stored), and marks
+ * as head the remaining row with the lowest leg of each sequence. The rest is sorted by
+ * (account as stored, sequence, leg), the journal_by_account index's order, so that index
+ * is filled front to back. scratch holds count keys. */
 size_t bal_journal_order_batch(const bal_journal_row *rows, size_t count, bal_journal_order_key *keys,
                                bal_journal_order_key *scratch);
 

@@ -7,9 +7,10 @@
  * hand-edited file surfaces as BAL_JOURNAL_CORRUPT instead of as a wrong balance in an API
  * answer. The look-up binds the hashes of up to BAL_JOURNAL_LOOKUP_CHUNK_IDS ids per
  * statement (one prepared statement, unused slots bound to NULL, which matches nothing),
- * keeps only the rows whose id is exactly one of the chunk's ids (distinct ids may share
- * a hash), and runs all chunks inside one read transaction, so the answer is one snapshot
- * of the file.
+ * finds the head rows that carry those hashes, reads every row of each head's (shard,
+ * sequence), keeps only the rows whose id is exactly one of the chunk's ids (distinct ids
+ * may share a hash), and runs all chunks inside one read transaction, so the answer is
+ * one snapshot of the file.
  */
 #include "bal_journal.h"
 
@@ -24,11 +25,16 @@
 
 /* Finds every row of each transaction through the hash index: a command spanning shards
  * stores its legs under each shard's own sequence, so rows are found by id, not by key.
+ * Only the first row a shard stores of a transaction (its head) is in the index; all rows
+ * of one (shard, sequence) belong to one command, so the head leads to the rest by key.
  * Rows of another id with the same hash come along and are dropped by the caller; sorting
- * by the id itself keeps the documented order (ids ascending, then the key). */
+ * by the id itself keeps the documented order (ids ascending, then the key). CROSS JOIN
+ * fixes the loop order: heads by index, then the key range of each. */
 static const char bal_journal_lookup_sql_head[] =
-    "SELECT " BAL_JOURNAL_COLUMNS " FROM journal INDEXED BY journal_by_transaction WHERE transaction_hash IN (";
-static const char bal_journal_lookup_sql_tail[] = ") ORDER BY transaction_id, shard, sequence, leg";
+    "SELECT " BAL_JOURNAL_SELECT_COLUMNS " FROM journal AS head INDEXED BY journal_by_transaction "
+    "CROSS JOIN journal AS j ON j.shard = head.shard AND j.sequence = head.sequence "
+    "WHERE head.transaction_hash IS NOT NULL AND head.transaction_hash IN (";
+static const char bal_journal_lookup_sql_tail[] = ") ORDER BY j.transaction_id, j.shard, j.sequence, j.leg";
 
 /* Rows strictly older than (?2, ?3) in (sequence, leg) order; written so that the index
  * range is "sequence <= ?2" and the rest a filter, newest first, one extra row to learn
@@ -36,11 +42,11 @@ static const char bal_journal_lookup_sql_tail[] = ") ORDER BY transaction_id, sh
  * on currency: LIMIT counts only rows that pass, so pages stay exact, but a currency that
  * is rare in a busy account costs a walk over the account's other rows (see bal_journal.h). */
 static const char bal_journal_history_all_sql[] =
-    "SELECT " BAL_JOURNAL_COLUMNS " FROM journal INDEXED BY journal_by_account "
+    "SELECT " BAL_JOURNAL_SELECT_COLUMNS " FROM journal AS j INDEXED BY journal_by_account "
     "WHERE account_id = ?1 AND sequence <= ?2 AND (sequence < ?2 OR leg < ?3) "
     "ORDER BY sequence DESC, leg DESC LIMIT ?4";
 static const char bal_journal_history_currency_sql[] =
-    "SELECT " BAL_JOURNAL_COLUMNS " FROM journal INDEXED BY journal_by_account "
+    "SELECT " BAL_JOURNAL_SELECT_COLUMNS " FROM journal AS j INDEXED BY journal_by_account "
     "WHERE account_id = ?1 AND sequence <= ?2 AND (sequence < ?2 OR leg < ?3) AND currency = ?5 "
     "ORDER BY sequence DESC, leg DESC LIMIT ?4";
 
@@ -156,10 +162,11 @@ static bool bal_journal_decode_values(sqlite3_stmt *s, bal_journal_row *row) {
     return true;
 }
 
-/* The stored hash must be the id's: a row whose hash is wrong can no longer be found by
- * its id, which is damage like any other. */
+/* A head's stored hash must be the id's: a head whose hash is wrong can no longer be found
+ * by its id, which is damage like any other. Other rows store none. */
 static bool bal_journal_decode_hash(const bal_journal *journal, sqlite3_stmt *s, const bal_journal_row *row) {
     assert(journal != NULL && s != NULL && row != NULL);
+    if (sqlite3_column_type(s, BAL_JOURNAL_COLUMN_TRANSACTION_HASH) == SQLITE_NULL) return true; /* not a head */
     int64_t stored = 0;
     if (!bal_journal_column_integer(s, BAL_JOURNAL_COLUMN_TRANSACTION_HASH, INT64_MIN, INT64_MAX, &stored)) {
         return false;
@@ -208,26 +215,42 @@ bool bal_journal_lookup_id_wanted(const char *const *sorted, size_t count, const
 
 /* Which rows a look-up chunk keeps: those whose id is one of the chunk's own ids. A row of
  * an id from another chunk that shares a hash with one of this chunk's is dropped here and
- * delivered by its own chunk, so that every row comes once and ids stay ascending. */
+ * delivered by its own chunk, so that every row comes once and ids stay ascending. A row
+ * reached twice -- through two heads of one (shard, sequence), which only a writer that
+ * split a log position's rows over two calls can leave -- comes right after itself in the
+ * query's order and is dropped the second time. */
 typedef struct bal_journal_id_filter {
     const char *const *ids; /* sorted, unique */
     size_t count;
+    bool kept_any;          /* a row was kept; its key follows */
+    int64_t shard, sequence, leg;
 } bal_journal_id_filter;
 
-static bool bal_journal_filter_keeps(const bal_journal_id_filter *filter, sqlite3_stmt *statement) {
+static bool bal_journal_filter_keeps(bal_journal_id_filter *filter, sqlite3_stmt *statement) {
     assert(filter != NULL && statement != NULL);
     /* Anything but text cannot be compared; the decoder then reports the row as corrupt. */
     if (sqlite3_column_type(statement, BAL_JOURNAL_COLUMN_TRANSACTION_ID) != SQLITE_TEXT) return true;
     const char *id = (const char *)sqlite3_column_text(statement, BAL_JOURNAL_COLUMN_TRANSACTION_ID);
     int length = sqlite3_column_bytes(statement, BAL_JOURNAL_COLUMN_TRANSACTION_ID);
     if (id == NULL || length < 0) return true;
-    return bal_journal_lookup_id_wanted(filter->ids, filter->count, id, (size_t)length);
+    if (!bal_journal_lookup_id_wanted(filter->ids, filter->count, id, (size_t)length)) return false;
+    int64_t shard = sqlite3_column_int64(statement, BAL_JOURNAL_COLUMN_SHARD);
+    int64_t sequence = sqlite3_column_int64(statement, BAL_JOURNAL_COLUMN_SEQUENCE);
+    int64_t leg = sqlite3_column_int64(statement, BAL_JOURNAL_COLUMN_LEG);
+    if (filter->kept_any && shard == filter->shard && sequence == filter->sequence && leg == filter->leg) {
+        return false;
+    }
+    filter->kept_any = true;
+    filter->shard = shard;
+    filter->sequence = sequence;
+    filter->leg = leg;
+    return true;
 }
 
 /* Steps a bound query to its end, handing each decoded row that passes the filter (if
  * any) to fn. */
 static bal_journal_status bal_journal_run_query(bal_journal *journal, sqlite3_stmt *statement,
-                                                const bal_journal_id_filter *filter, bal_journal_row_fn fn,
+                                                bal_journal_id_filter *filter, bal_journal_row_fn fn,
                                                 void *context, char *errstr, size_t errstr_size) {
     assert(journal != NULL && statement != NULL && fn != NULL);
     bal_journal_row row;
