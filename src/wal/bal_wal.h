@@ -24,6 +24,10 @@
  *
  * Durability: append() only copies into a write buffer (allocated at open). sync() writes
  * the buffer and calls fdatasync once: group commit, one sync for any number of records.
+ * The active segment is kept zero-filled 16 MiB ahead of its records, so that a sync
+ * rewrites blocks the file already has instead of growing it (no metadata commit per
+ * sync); a full segment is cut to its exact size before the next one is created, and a
+ * clean close does the same to the last one.
  * When sync() returns BAL_WAL_OK every record appended before it is on stable storage.
  * Before a segment is left for the next one it is written and synced completely, so every
  * segment but the last is final.
@@ -32,7 +36,8 @@
  *   - A damaged record at the end of the last segment, with no valid record after it (a
  *     crash during a write: a short record, a bad CRC, zero-filled bytes) is a torn tail:
  *     it was never synced. It is cut off (ftruncate + fsync) and described in the open
- *     report, whose message the caller logs.
+ *     report, whose message the caller logs. Zeros alone after the last record are the
+ *     space prepared ahead after a crash (or kill -9): cut the same way.
  *   - Anything else refuses to open with BAL_WAL_CORRUPT and a message naming the file
  *     and the byte offset: a damaged record in an earlier segment; a damaged record
  *     followed by a valid record; a record with a valid CRC but the wrong LSN; a missing
@@ -147,6 +152,7 @@ typedef struct bal_wal_stats {
     uint64_t sync_histogram[BAL_WAL_SYNC_BUCKET_COUNT];
     uint64_t segment_count;     /* segments in the directory now */
     uint64_t rotation_count;
+    uint64_t zero_fill_count;        /* extensions of the active segment with zeros */
     uint64_t next_lsn;
     uint64_t synced_lsn;        /* every record <= this one is durable */
     uint64_t failed;            /* 1 once a write or sync failed */

@@ -335,14 +335,16 @@ static void test_write_failure(uint64_t seed) {
     if (child == 0) {
         close(pipe_fds[0]);
         signal(SIGXFSZ, SIG_IGN);
-        struct rlimit limit = {.rlim_cur = 20000, .rlim_max = 20000};
+        /* Above the log's first zero-filled extension (16 MiB), so that some syncs succeed
+         * before a write fails. */
+        struct rlimit limit = {.rlim_cur = 20u << 20, .rlim_max = 20u << 20};
         CHECK(setrlimit(RLIMIT_FSIZE, &limit) == 0);
         bal_wal *wal = NULL;
         CHECK_MESSAGE(bal_wal_open(dir, NULL, &wal, NULL, errstr, sizeof errstr) == BAL_WAL_OK, errstr);
         uint64_t synced = 0;
         bal_wal_status status = BAL_WAL_OK;
         for (uint64_t lsn = 1; status == BAL_WAL_OK; lsn++) {
-            CHECK(lsn < 100000);
+            CHECK(lsn < 1000000);
             uint64_t got = 0;
             CHECK(bal_wal_append(wal, payload_buffer, small_payload(seed, lsn, payload_buffer), &got) == BAL_WAL_OK);
             if (lsn % 5 != 0) continue;
@@ -375,12 +377,60 @@ static void test_write_failure(uint64_t seed) {
     test_tempdir_remove(dir);
 }
 
+/* Segments are kept zero-filled ahead of their records (so that a sync rewrites blocks
+ * instead of growing the file). Every finished segment and a cleanly closed log are cut to
+ * their exact size; a process that stops without closing leaves zeros, which the next open
+ * cuts as a zero-filled tail without losing a synced record. */
+static void test_zero_filled_ahead(uint64_t seed) {
+    char dir[TEST_PATH_BYTES], path[TEST_PATH_BYTES], errstr[BAL_WAL_MESSAGE_BYTES];
+    bal_wal_options options = {.segment_bytes = 64u << 10};
+    const uint64_t last_lsn = 2000; /* several 64 KiB segments */
+    size_t count = setup(dir, &options, seed, last_lsn);
+    CHECK(count >= 3);
+    for (size_t i = 0; i < count; i++) { /* clean close: every segment at its exact size */
+        segment_path(path, dir, i);
+        uint64_t first = segment_first_lsn(i);
+        uint64_t end_lsn = i + 1 < count ? segment_first_lsn(i + 1) : last_lsn + 1;
+        CHECK(test_file_size(path) == record_offset(seed, first, end_lsn));
+    }
+    pid_t child = fork();
+    CHECK(child >= 0);
+    if (child == 0) { /* appends and syncs more, then stops without closing */
+        bal_wal *wal = NULL;
+        if (bal_wal_open(dir, &options, &wal, NULL, errstr, sizeof errstr) != BAL_WAL_OK) _exit(2);
+        for (uint64_t lsn = last_lsn + 1; lsn <= last_lsn + 10; lsn++) {
+            uint64_t got = 0;
+            if (bal_wal_append(wal, payload_buffer, small_payload(seed, lsn, payload_buffer), &got) != BAL_WAL_OK) _exit(3);
+        }
+        if (bal_wal_sync(wal) != BAL_WAL_OK) _exit(4);
+        _exit(0);
+    }
+    int wait_status = 0;
+    CHECK(waitpid(child, &wait_status, 0) == child && WIFEXITED(wait_status) && WEXITSTATUS(wait_status) == 0);
+    /* The appends may have filled the last segment and begun another: the newest one holds
+     * the zeros ahead. */
+    size_t after = test_list_names(dir, ".wal", names, TEST_NAMES_MAX);
+    CHECK(after == count || after == count + 1);
+    segment_path(path, dir, after - 1);
+    uint64_t logical = record_offset(seed, segment_first_lsn(after - 1), last_lsn + 11);
+    CHECK(test_file_size(path) >= logical + (1u << 19)); /* the zeros ahead are there */
+    bal_wal_open_report report;
+    CHECK_MESSAGE(open_and_verify(dir, &options, seed, &report, errstr, sizeof errstr) == BAL_WAL_OK, errstr);
+    CHECK(report.next_lsn == last_lsn + 11 && report.tail_truncated && report.tail_offset == logical);
+    CHECK_MESSAGE(strstr(report.message, "zero-filled tail") != NULL, report.message);
+    CHECK(test_file_size(path) == logical);
+    CHECK_MESSAGE(open_and_verify(dir, &options, seed, &report, errstr, sizeof errstr) == BAL_WAL_OK, errstr);
+    CHECK(!report.tail_truncated && report.next_lsn == last_lsn + 11);
+    test_tempdir_remove(dir);
+}
+
 int main(void) {
     uint64_t seed = test_seed("wal/recovery");
     test_truncated_tail_every_offset(seed);
     test_flipped_byte_in_earlier_segment(seed);
     test_flipped_byte_in_last_segment(seed);
     test_zero_filled_tail(seed);
+    test_zero_filled_ahead(seed);
     test_large_zeroed_regions(seed);
     test_missing_and_misnamed_segments(seed);
     test_bad_segment_headers(seed);
