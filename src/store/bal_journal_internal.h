@@ -12,11 +12,14 @@
 
 /* Amount columns bound per row: amount, two EVENT leg deltas, four balances, two deltas. */
 #define BAL_JOURNAL_ROW_AMOUNTS 9
+/* Values an INSERT binds per row: the columns read back (BAL_JOURNAL_COLUMNS) and
+ * account_head_leg, which only the writer sets and only the history's index uses. */
+#define BAL_JOURNAL_INSERT_PARAMETERS (BAL_JOURNAL_COLUMN_COUNT + 1)
 /* Rows per multi-row INSERT statement: one statement's start (cursors opened on the table
  * and both indexes, the transaction check) and its reset are shared by this many rows.
- * 47 rows of 21 columns bind 987 values, below even the 999-variable limit of older
- * SQLite builds. */
-#define BAL_JOURNAL_INSERT_GROUP_ROWS 47
+ * 45 rows of 22 values bind 990, below even the 999-variable limit of older SQLite
+ * builds. */
+#define BAL_JOURNAL_INSERT_GROUP_ROWS 45
 
 /* The journal table's columns in the order of INSERT and SELECT (see the schema). */
 #define BAL_JOURNAL_COLUMNS                                                                      \
@@ -57,6 +60,9 @@ enum bal_journal_column {
     BAL_JOURNAL_COLUMN_COUNT,
 };
 
+_Static_assert(BAL_JOURNAL_INSERT_GROUP_ROWS * BAL_JOURNAL_INSERT_PARAMETERS <= 999,
+               "a group insert stays below SQLite's oldest variable limit");
+
 /* The function that maps a transaction id to its stored hash (see bal_journal.h). */
 typedef uint64_t (*bal_journal_hash_fn)(const char *id, size_t length);
 
@@ -67,6 +73,9 @@ typedef struct bal_journal_order_key {
     uint64_t position; /* sequence * BAL_JOURNAL_LEGS_MAX + leg */
     uint32_t index;    /* into the batch's rows */
     bool head;         /* the batch's first row (lowest leg) of its sequence: carries the hash */
+    /* The lowest leg among the batch's rows of this account in this sequence (the account's
+     * head there; its own leg on the head itself): stored as account_head_leg. */
+    uint32_t account_head_leg;
 } bal_journal_order_key;
 
 struct bal_journal {
@@ -134,7 +143,8 @@ bool bal_journal_lookup_id_wanted(const char *const *sorted, size_t count, const
  * IGNORE would ignore it: the first occurrence is inserted or already stored), and marks
  * as head the remaining row with the lowest leg of each sequence. The rest is sorted by
  * (account as stored, sequence, leg), the journal_by_account index's order, so that index
- * is filled front to back. scratch holds count keys. */
+ * is filled front to back, and each key gets the lowest leg of its account's rows in its
+ * sequence (account_head_leg). scratch holds count keys. */
 size_t bal_journal_order_batch(const bal_journal_row *rows, size_t count, bal_journal_order_key *keys,
                                bal_journal_order_key *scratch);
 

@@ -100,18 +100,31 @@ static size_t build_edge_rows(bal_journal_row *rows) {
     return n;
 }
 
+/* Opens the journal file read-only and prepares one query on it (the tests below look at
+ * the stored format itself). close_query finishes both. */
+static void open_query(const test_dir *dir, const char *sql, sqlite3 **db_out, sqlite3_stmt **statement_out) {
+    *db_out = NULL;
+    *statement_out = NULL;
+    CHECK(sqlite3_open_v2(dir->path, db_out, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
+    CHECK(sqlite3_prepare_v2(*db_out, sql, -1, statement_out, NULL) == SQLITE_OK);
+}
+
+static void close_query(sqlite3 *db, sqlite3_stmt *statement) {
+    sqlite3_finalize(statement);
+    sqlite3_close(db);
+}
+
 static void check_raw_storage(const test_dir *dir) {
     sqlite3 *db = NULL;
-    CHECK(sqlite3_open_v2(dir->path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
     sqlite3_stmt *s = NULL;
     /* Amounts are canonical text; account 2^64-1 is stored as -1, 2^63 as INT64_MIN. */
-    CHECK(sqlite3_prepare_v2(db,
-                             "SELECT (SELECT amount FROM journal WHERE sequence = 1),"
-                             "       (SELECT account_id FROM journal WHERE sequence = 2),"
-                             "       (SELECT account_id FROM journal WHERE sequence = 3),"
-                             "       (SELECT typeof(memo) FROM journal WHERE sequence = 1),"
-                             "       (SELECT frozen_delta FROM journal WHERE sequence = 7 AND leg = 2)",
-                             -1, &s, NULL) == SQLITE_OK);
+    open_query(dir,
+               "SELECT (SELECT amount FROM journal WHERE sequence = 1),"
+               "       (SELECT account_id FROM journal WHERE sequence = 2),"
+               "       (SELECT account_id FROM journal WHERE sequence = 3),"
+               "       (SELECT typeof(memo) FROM journal WHERE sequence = 1),"
+               "       (SELECT frozen_delta FROM journal WHERE sequence = 7 AND leg = 2)",
+               &db, &s);
     CHECK(sqlite3_step(s) == SQLITE_ROW);
     CHECK(strcmp((const char *)sqlite3_column_text(s, 0), "0.000000000000000001") == 0);
     CHECK(sqlite3_column_int64(s, 1) == -1);
@@ -136,8 +149,7 @@ static void check_raw_storage(const test_dir *dir) {
         checked++;
     }
     CHECK(checked == 13);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
+    close_query(db, s);
 }
 
 static void test_round_trip(void) {
@@ -220,12 +232,10 @@ static int64_t count_rows_where(const test_dir *dir, const char *condition) {
     sqlite3_stmt *s = NULL;
     char sql[256];
     snprintf(sql, sizeof sql, "SELECT count(*) FROM journal WHERE %s", condition);
-    CHECK(sqlite3_open_v2(dir->path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
-    CHECK(sqlite3_prepare_v2(db, sql, -1, &s, NULL) == SQLITE_OK);
+    open_query(dir, sql, &db, &s);
     CHECK(sqlite3_step(s) == SQLITE_ROW);
     int64_t count = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
+    close_query(db, s);
     return count;
 }
 
@@ -464,6 +474,59 @@ static void check_listing(bal_journal *journal, const history_data *data, uint64
     test_rows_free(&page);
 }
 
+static void exec_sql(const char *path, const char *sql);
+static bal_journal_status open_status(const test_dir *dir, bool read_only);
+static void check_indexes(const test_dir *dir);
+
+/* Every account's listing in every currency and at several page sizes; returns the rows
+ * listed without a currency. */
+static size_t check_all_listings(bal_journal *reader, const history_data *data, const bal_journal_row **expected) {
+    static const uint32_t limits[] = {1, 3, 7, 100, 0, 999, 1000, 5000};
+    size_t total = 0;
+    for (size_t a = 0; a < HISTORY_ACCOUNTS; a++) {
+        total += expected_history(data, history_accounts[a], NULL, expected);
+        for (size_t l = 0; l < sizeof limits / sizeof limits[0]; l++) {
+            check_listing(reader, data, history_accounts[a], NULL, limits[l], expected);
+            for (size_t c = 0; c < HISTORY_CURRENCIES; c++) {
+                check_listing(reader, data, history_accounts[a], history_currencies[c], limits[l], expected);
+            }
+        }
+    }
+    return total;
+}
+
+/* The history's plan seeks each head's rows by (shard, sequence =, leg): a range on sequence
+ * there would scan the shard's older rows for every head. */
+static void check_history_plan(const test_dir *dir) {
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    open_query(dir,
+               "EXPLAIN QUERY PLAN SELECT j.leg FROM journal AS head INDEXED BY journal_by_account "
+               "CROSS JOIN journal AS j ON j.shard = head.shard AND j.sequence = +head.sequence "
+               "AND j.leg >= head.leg WHERE head.account_id = ?1 AND head.account_head_leg = head.leg "
+               "AND head.sequence <= ?2 AND j.account_id = ?1 AND j.account_head_leg = head.leg "
+               "AND (head.sequence < ?2 OR j.leg < ?3) "
+               "ORDER BY head.sequence DESC, j.leg DESC, j.shard DESC LIMIT ?4",
+               &db, &s);
+    bool seeks_key = false;
+    while (sqlite3_step(s) == SQLITE_ROW) {
+        const char *detail = (const char *)sqlite3_column_text(s, 3);
+        if (detail != NULL && strstr(detail, "SEARCH j USING PRIMARY KEY (shard=? AND sequence=?") != NULL) {
+            seeks_key = true;
+        }
+    }
+    CHECK(seeks_key);
+    close_query(db, s);
+}
+
+/* Turns a current file back into schema version 1 (every row in journal_by_account, no
+ * account_head_leg), as the previous version wrote it. */
+static void downgrade_to_version_1(const test_dir *dir) {
+    exec_sql(dir->path, "DROP INDEX journal_by_account; ALTER TABLE journal DROP COLUMN account_head_leg; "
+                        "CREATE INDEX journal_by_account ON journal (account_id, sequence, leg); "
+                        "PRAGMA user_version = 1;");
+}
+
 static void test_history(void) {
     test_dir dir;
     test_dir_create(&dir);
@@ -472,17 +535,8 @@ static void test_history(void) {
     bal_journal *reader = test_open(&dir, true);
     const bal_journal_row **expected = calloc(data.count, sizeof *expected);
     CHECK(expected != NULL);
-    static const uint32_t limits[] = {1, 3, 7, 100, 0, 999, 1000, 5000};
-    size_t total = 0;
-    for (size_t a = 0; a < HISTORY_ACCOUNTS; a++) {
-        total += expected_history(&data, history_accounts[a], NULL, expected);
-        for (size_t l = 0; l < sizeof limits / sizeof limits[0]; l++) {
-            check_listing(reader, &data, history_accounts[a], NULL, limits[l], expected);
-            for (size_t c = 0; c < HISTORY_CURRENCIES; c++) {
-                check_listing(reader, &data, history_accounts[a], history_currencies[c], limits[l], expected);
-            }
-        }
-    }
+    check_history_plan(&dir);
+    size_t total = check_all_listings(reader, &data, expected);
     /* Every row of shard 3 lies in exactly one account's listing. */
     size_t shard3 = 0;
     for (size_t i = 0; i < data.count; i++) shard3 += data.rows[i].shard == 3;
@@ -506,9 +560,55 @@ static void test_history(void) {
     CHECK(bal_journal_history(reader, &query, test_rows_collect, &page, &next, NULL, 0) == BAL_JOURNAL_ABORTED);
     CHECK(page.count == 2);
     test_rows_free(&page);
+
+    /* A file of schema version 1 is migrated by the writer and lists the same pages. */
+    bal_journal_close(reader);
+    bal_journal_close(journal);
+    downgrade_to_version_1(&dir);
+    CHECK(open_status(&dir, true) == BAL_JOURNAL_SCHEMA);
+    journal = test_open(&dir, false);
+    reader = test_open(&dir, true);
+    check_indexes(&dir);
+    CHECK(check_all_listings(reader, &data, expected) == total);
     free(expected);
     free(data.rows);
     bal_journal_close(reader);
+    bal_journal_close(journal);
+    test_dir_remove(&dir);
+}
+
+/* A log position's rows split over two calls (which the contract forbids, but a replay cut
+ * differently must not duplicate anything): an account then has two heads in one sequence,
+ * and its listing still holds each row once, in (sequence, leg) order. */
+static void test_history_split_position(void) {
+    test_dir dir;
+    test_dir_create(&dir);
+    bal_journal *journal = test_open(&dir, false);
+    bal_journal_row rows[4];
+    for (uint32_t leg = 0; leg < 4; leg++) {
+        test_row_init(&rows[leg], 0, 9, leg, BAL_JOURNAL_TYPE_EVENT, "split-1", 77, leg % 2 ? "USDT" : "BTC");
+        rows[leg].leg_available_delta = 5;
+        test_row_balances(&rows[leg], 10, 15, 0, 0);
+    }
+    const bal_journal_row first[2] = {rows[0], rows[2]}, second[2] = {rows[1], rows[3]};
+    CHECK_OK(bal_journal_write_batch(journal, 0, first, 2, 1, NULL, ERR));
+    CHECK_OK(bal_journal_write_batch(journal, 0, second, 2, 2, NULL, ERR));
+    test_rows page = {0};
+    uint64_t next = 1;
+    bal_journal_history_query query = {.account_id = 77};
+    CHECK_OK(bal_journal_history(journal, &query, test_rows_collect, &page, &next, ERR));
+    CHECK(page.count == 4 && next == BAL_JOURNAL_CURSOR_NONE);
+    for (uint32_t i = 0; i < 4; i++) CHECK(test_row_equal(&page.rows[i], &rows[3 - i]));
+    /* Paging one row at a time walks the same order. */
+    query.limit = 1;
+    for (uint32_t i = 0; i < 4; i++) {
+        test_rows_clear(&page);
+        CHECK_OK(bal_journal_history(journal, &query, test_rows_collect, &page, &next, ERR));
+        CHECK(page.count == 1 && test_row_equal(&page.rows[0], &rows[3 - i]));
+        CHECK((next == BAL_JOURNAL_CURSOR_NONE) == (i == 3));
+        query.before = next;
+    }
+    test_rows_free(&page);
     bal_journal_close(journal);
     test_dir_remove(&dir);
 }
@@ -637,12 +737,11 @@ static bal_journal_status open_status(const test_dir *dir, bool read_only) {
 static void check_indexes(const test_dir *dir) {
     sqlite3 *db = NULL;
     sqlite3_stmt *s = NULL;
-    CHECK(sqlite3_open_v2(dir->path, &db, SQLITE_OPEN_READONLY, NULL) == SQLITE_OK);
-    CHECK(sqlite3_prepare_v2(db,
-                             "SELECT m.name, group_concat(i.name, ',') FROM sqlite_schema AS m, "
-                             "pragma_index_info(m.name) AS i WHERE m.type = 'index' AND m.tbl_name = 'journal' "
-                             "AND m.sql IS NOT NULL GROUP BY m.name ORDER BY m.name",
-                             -1, &s, NULL) == SQLITE_OK);
+    open_query(dir,
+               "SELECT m.name, group_concat(i.name, ',') FROM sqlite_schema AS m, "
+               "pragma_index_info(m.name) AS i WHERE m.type = 'index' AND m.tbl_name = 'journal' "
+               "AND m.sql IS NOT NULL GROUP BY m.name ORDER BY m.name",
+               &db, &s);
     CHECK(sqlite3_step(s) == SQLITE_ROW);
     CHECK(strcmp((const char *)sqlite3_column_text(s, 0), "journal_by_account") == 0);
     CHECK(strcmp((const char *)sqlite3_column_text(s, 1), "account_id,sequence,leg") == 0);
@@ -650,8 +749,7 @@ static void check_indexes(const test_dir *dir) {
     CHECK(strcmp((const char *)sqlite3_column_text(s, 0), "journal_by_transaction") == 0);
     CHECK(strcmp((const char *)sqlite3_column_text(s, 1), "transaction_hash") == 0);
     CHECK(sqlite3_step(s) == SQLITE_DONE);
-    sqlite3_finalize(s);
-    sqlite3_close(db);
+    close_query(db, s);
 }
 
 static void test_schema(void) {
@@ -929,7 +1027,17 @@ static void check_order_batch(void) {
     CHECK(bal_journal_order_batch(rows, 4, keys, scratch) == 3);
     CHECK(keys[0].index == 3 && keys[1].index == 0 && keys[2].index == 1);
     CHECK(!keys[0].head && keys[1].head && keys[2].head); /* sequence 1's head is leg 0 (row 1) */
+    CHECK(keys[0].account_head_leg == 1 && keys[1].account_head_leg == 0 && keys[2].account_head_leg == 0);
     CHECK(bal_journal_order_batch(rows, 0, keys, scratch) == 0);
+
+    /* Each account's rows of a sequence name the lowest of their legs as their head. */
+    static const struct { uint64_t account; uint32_t leg; } legs[5] = {{6, 1}, {2, 0}, {6, 3}, {2, 2}, {6, 4}};
+    for (size_t i = 0; i < 5; i++) {
+        test_row_init(&rows[i], 0, 5, legs[i].leg, BAL_JOURNAL_TYPE_EVENT, "x", legs[i].account, "USDT");
+    }
+    CHECK(bal_journal_order_batch(rows, 5, keys, scratch) == 5);
+    static const uint32_t head_legs[5] = {0, 0, 1, 1, 1}; /* account 2: legs 0, 2; account 6: 1, 3, 4 */
+    for (size_t i = 0; i < 5; i++) CHECK(keys[i].account_head_leg == head_legs[i]);
 }
 
 static void test_sorted_insert(void) {
@@ -1231,6 +1339,7 @@ typedef struct test_case {
 static const test_case test_cases[] = {
     {"round_trip", test_round_trip}, {"validation", test_validation}, {"idempotency", test_idempotency},
     {"history", test_history},       {"lookup", test_lookup},         {"schema", test_schema},
+    {"history_split_position", test_history_split_position},
     {"lookup_collisions", test_lookup_collisions}, {"sorted_insert", test_sorted_insert},
     {"concurrent_readers", test_concurrent_readers}, {"corrupt", test_corrupt},
     {"checkpoint", test_checkpoint}, {"names", test_names},

@@ -1,0 +1,34 @@
+/*
+ * bal_journal_ids.c -- scans the journal's transaction hashes (see bal_journal_ids.h).
+ *
+ * The query names only transaction_hash with the partial index's own condition, so
+ * SQLite answers it from the index journal_by_transaction without reading a table row:
+ * about 8 bytes of index per transaction instead of a full row.
+ */
+#include "bal_journal_ids.h"
+
+#include <assert.h>
+
+#include "bal_journal_internal.h"
+
+bal_journal_status bal_journal_scan_transaction_hashes(bal_journal *journal, bal_journal_hash_visit_fn fn, void *context,
+                                                       uint64_t *count_out, char *errstr, size_t errstr_size) {
+    assert(journal != NULL && fn != NULL && count_out != NULL);
+    assert(sqlite3_get_autocommit(journal->db));
+    *count_out = 0;
+    sqlite3_stmt *statement = NULL;
+    int rc = sqlite3_prepare_v2(journal->db,
+                                "SELECT transaction_hash FROM journal INDEXED BY journal_by_transaction "
+                                "WHERE transaction_hash IS NOT NULL",
+                                -1, &statement, NULL);
+    if (rc != SQLITE_OK) return bal_journal_sqlite_failure(journal, rc, "prepare hash scan", errstr, errstr_size);
+    uint64_t count = 0;
+    while ((rc = sqlite3_step(statement)) == SQLITE_ROW) {
+        fn(context, (uint64_t)sqlite3_column_int64(statement, 0));
+        count++;
+    }
+    sqlite3_finalize(statement);
+    if (rc != SQLITE_DONE) return bal_journal_sqlite_failure(journal, rc, "hash scan", errstr, errstr_size);
+    *count_out = count;
+    return BAL_JOURNAL_OK;
+}
