@@ -24,6 +24,9 @@
 #define LG_HEADERS_BYTES_MAX 8192
 /* A template read from a file. */
 #define LG_TEMPLATE_FILE_BYTES_MAX (1024 * 1024)
+/* Pre-signed requests carry the time they were signed, and the server refuses a timestamp
+   more than 5 minutes old: warm-up plus duration must end well inside that window. */
+#define LG_PRESIGNED_SECONDS_MAX 240.0
 
 typedef struct lg_cli {
     bal_loadgen_options options;
@@ -53,6 +56,8 @@ static void usage(FILE *out) {
             "  -d, --duration S      measured seconds (10); with -n, the time limit\n"
             "  -w, --warmup S        seconds before measuring (0)\n"
             "  -n, --requests N      stop after N requests instead of a duration\n"
+            "      --pregenerate     with -n: render (and sign) all N requests before the\n"
+            "                        clock starts, so the run only sends them\n"
             "  -R, --rate N          open loop: N requests/s in total, latency from the\n"
             "                        scheduled send time (default: closed loop)\n"
             "  -m, --method M        POST (default) or GET, ...; GET sends no body\n"
@@ -140,6 +145,7 @@ enum {
     LG_OPTION_RUN_ID,
     LG_OPTION_FORMAT,
     LG_OPTION_SIGN,
+    LG_OPTION_PREGENERATE,
 };
 
 static const struct option lg_long_options[] = {
@@ -156,6 +162,7 @@ static const struct option lg_long_options[] = {
     {"run-id", required_argument, NULL, LG_OPTION_RUN_ID},
     {"format", required_argument, NULL, LG_OPTION_FORMAT},
     {"sign", required_argument, NULL, LG_OPTION_SIGN},
+    {"pregenerate", no_argument, NULL, LG_OPTION_PREGENERATE},
     {NULL, 0, NULL, 0},
 };
 
@@ -204,11 +211,31 @@ static bool lg_apply(lg_cli *cli, int option, const char *argument) {
     case LG_OPTION_AMOUNT: cli->amount = argument; return true;
     case LG_OPTION_RUN_ID: cli->run_id = argument; return strlen(argument) < BAL_WORKLOAD_RUN_ID_MAX;
     case LG_OPTION_SIGN: cli->sign = argument; return true;
+    case LG_OPTION_PREGENERATE: cli->options.pregenerate = true; return true;
     case LG_OPTION_FORMAT:
         cli->line_format = strcmp(argument, "line") == 0;
         return cli->line_format || strcmp(argument, "human") == 0;
     default: return lg_apply_number(cli, option, argument);
     }
+}
+
+/* --pregenerate needs -n; pre-signed requests must all be sent while their timestamps are
+ * fresh, so a signed pre-generated run is bounded by LG_PRESIGNED_SECONDS_MAX. 0 or 2. */
+static int lg_check_pregenerate(lg_cli *cli) {
+    bal_loadgen_options *options = &cli->options;
+    if (!options->pregenerate) return 0;
+    if (options->requests == 0) {
+        fprintf(stderr, "bal_loadgen: --pregenerate needs -n (a request count)\n");
+        return 2;
+    }
+    if (cli->sign == NULL) return 0;
+    if (!cli->duration_given) options->duration_s = LG_PRESIGNED_SECONDS_MAX - options->warmup_s;
+    if (!(options->duration_s > 0) || options->warmup_s + options->duration_s > LG_PRESIGNED_SECONDS_MAX) {
+        fprintf(stderr, "bal_loadgen: pre-signed requests: warm-up plus duration must be at most %.0f s\n",
+                LG_PRESIGNED_SECONDS_MAX);
+        return 2;
+    }
+    return 0;
 }
 
 /* 0: parsed; 1: help printed; 2: bad usage (message printed). */
@@ -232,7 +259,7 @@ static int lg_parse(lg_cli *cli, int argc, char **argv) {
     cli->url = argv[optind];
     /* A request count without a duration runs until done (bounded by an hour). */
     if (cli->options.requests > 0 && !cli->duration_given) cli->options.duration_s = 3600;
-    return 0;
+    return lg_check_pregenerate(cli);
 }
 
 /* Adds one "name[:weight]" operation to the workload. */

@@ -414,8 +414,7 @@ static bool lg_resolve(const bal_loadgen_options *options, struct sockaddr_stora
     return true;
 }
 
-static bool lg_thread_init(lg_thread *thread, const bal_loadgen_options *options, uint32_t index,
-                           uint64_t start_ns) {
+static bool lg_thread_init(lg_thread *thread, const bal_loadgen_options *options, uint32_t index) {
     uint32_t threads = options->threads;
     uint32_t share = options->connections / threads + (index < options->connections % threads ? 1 : 0);
     thread->options = options;
@@ -435,16 +434,26 @@ static bool lg_thread_init(lg_thread *thread, const bal_loadgen_options *options
     }
     bal_workload_state_init(&thread->state, index, options->seed);
     bal_histogram_reset(&thread->report.latency);
-    thread->measure_ns = start_ns + (uint64_t)(options->warmup_s * LG_NS_PER_S);
-    thread->end_ns = thread->measure_ns + (uint64_t)(options->duration_s * LG_NS_PER_S);
     uint64_t requests = options->requests;
     thread->send_budget = requests == 0 ? UINT64_MAX : requests / threads + (index < requests % threads ? 1 : 0);
+    /* A thread whose share is zero has nothing to render. */
+    if (options->pregenerate && thread->send_budget > 0) {
+        return bal_workload_pregenerate(options->workload, &thread->state, thread->send_budget);
+    }
+    return true;
+}
+
+/* The clock starts after every thread is set up (and has pre-generated its requests). */
+static void lg_thread_start(lg_thread *thread, uint64_t start_ns) {
+    const bal_loadgen_options *options = thread->options;
+    uint32_t index = thread->index;
+    thread->measure_ns = start_ns + (uint64_t)(options->warmup_s * LG_NS_PER_S);
+    thread->end_ns = thread->measure_ns + (uint64_t)(options->duration_s * LG_NS_PER_S);
     if (options->rate > 0.0) {
         /* Threads interleave their schedules so the total rate is smooth. */
         thread->interval_ns = LG_NS_PER_S * options->threads / options->rate;
         thread->schedule_origin_ns = (double)start_ns + thread->interval_ns * index / options->threads;
     }
-    return true;
 }
 
 static void lg_thread_free(lg_thread *thread) {
@@ -495,6 +504,7 @@ static const char *lg_check(const bal_loadgen_options *options) {
     if (options->threads == 0 || options->threads > BAL_LOADGEN_THREADS_MAX) return "threads out of range";
     if (options->threads > options->connections) return "more threads than connections";
     if (options->pipeline == 0 || options->pipeline > BAL_LOADGEN_PIPELINE_MAX) return "pipeline out of range";
+    if (options->pregenerate && options->requests == 0) return "pre-generation needs a request count";
     if (!(options->duration_s > 0.0) || options->warmup_s < 0.0 || options->rate < 0.0) {
         return "bad duration, warm-up or rate";
     }
@@ -517,13 +527,14 @@ bool bal_loadgen_run(const bal_loadgen_options *options, bal_loadgen_report *rep
     lg_thread *threads = calloc(options->threads, sizeof *threads);
     if (threads == NULL) return false;
     for (uint32_t i = 0; i < options->threads; i++) threads[i].epoll_fd = -1;
-    uint64_t start_ns = lg_now_ns();
     bool ok = true;
     for (uint32_t i = 0; i < options->threads && ok; i++) {
         threads[i].address = &address;
         threads[i].address_length = address_length;
-        ok = lg_thread_init(&threads[i], options, i, start_ns);
+        ok = lg_thread_init(&threads[i], options, i);
     }
+    uint64_t start_ns = lg_now_ns();
+    for (uint32_t i = 0; i < options->threads && ok; i++) lg_thread_start(&threads[i], start_ns);
     uint32_t started = 1;
     while (ok && started < options->threads) {
         ok = pthread_create(&threads[started].handle, NULL, lg_thread_main, &threads[started]) == 0;
@@ -539,7 +550,8 @@ bool bal_loadgen_run(const bal_loadgen_options *options, bal_loadgen_report *rep
         for (uint32_t i = 0; i < options->threads; i++) lg_merge(report, &threads[i]);
         report->seconds = lg_window_s(threads, options->threads);
     } else {
-        snprintf(errstr, errstr_size, "out of memory or threads");
+        snprintf(errstr, errstr_size, "out of memory or threads%s",
+                 options->pregenerate ? " (or the pre-generated requests exceed their limit)" : "");
     }
     for (uint32_t i = 0; i < options->threads; i++) lg_thread_free(&threads[i]);
     free(threads);

@@ -11,6 +11,8 @@
  *                sent because every connection was full are reported as `unsent`.
  * Responses that complete during the warm-up are not measured; the run stops sending at
  * the end of the duration (or after the request count) and ignores what is still in flight.
+ * With `pregenerate` (request-count mode only) every request is rendered -- and signed, if
+ * the workload signs -- before the clock starts, so the run itself only sends and receives.
  */
 #ifndef BAL_LOADGEN_ENGINE_H
 #define BAL_LOADGEN_ENGINE_H
@@ -41,6 +43,7 @@ typedef struct bal_loadgen_options {
     double duration_s;     /* measured time; with `requests` set, the time limit */
     double warmup_s;
     uint64_t requests;     /* 0: run for the duration */
+    bool pregenerate;      /* render all `requests` before the clock starts */
     double rate;           /* total requests per second; 0: closed loop */
     uint64_t seed;
     const bal_workload *workload;

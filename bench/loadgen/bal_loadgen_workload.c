@@ -260,9 +260,37 @@ static bool bal_workload_build(const bal_workload *workload, bal_workload_state 
     return ok;
 }
 
+bool bal_workload_pregenerate(const bal_workload *workload, bal_workload_state *state, uint64_t count) {
+    assert(workload != NULL && state != NULL && count >= 1);
+    assert(state->prepared_count == 0); /* once per state */
+    if (count > SIZE_MAX / sizeof *state->prepared_end) return false;
+    state->prepared_end = malloc((size_t)count * sizeof *state->prepared_end);
+    state->prepared_operations = malloc((size_t)count * sizeof *state->prepared_operations);
+    if (state->prepared_end == NULL || state->prepared_operations == NULL) return false;
+    for (uint64_t i = 0; i < count; i++) {
+        if (!bal_workload_build(workload, state, &state->prepared, &state->prepared_operations[i])) return false;
+        if (state->prepared.length > BAL_WORKLOAD_PREGENERATED_BYTES_MAX) return false;
+        state->prepared_end[i] = state->prepared.length;
+    }
+    state->prepared_count = count;
+    state->prepared_next = 0;
+    return true;
+}
+
+/* Hands out the next pre-generated request; false once they are all sent. */
+static bool bal_workload_take_prepared(bal_workload_state *state, bal_http_buffer *out, uint32_t *operations) {
+    if (state->prepared_next == state->prepared_count) return false;
+    uint64_t index = state->prepared_next++;
+    size_t start = index == 0 ? 0 : state->prepared_end[index - 1];
+    assert(state->prepared_end[index] > start && state->prepared_end[index] <= state->prepared.length);
+    *operations = state->prepared_operations[index];
+    return bal_http_buffer_append(out, state->prepared.data + start, state->prepared_end[index] - start);
+}
+
 bool bal_workload_append_request(const bal_workload *workload, bal_workload_state *state,
                                  bal_http_buffer *out, uint32_t *operations) {
     assert(workload != NULL && state != NULL && out != NULL && operations != NULL);
+    if (state->prepared_end != NULL) return bal_workload_take_prepared(state, out, operations);
     if (workload->fixed) {
         state->sequence++;
         *operations = workload->batch == 0 ? 1 : workload->batch;
@@ -315,4 +343,10 @@ void bal_workload_state_free(bal_workload_state *state) {
     bal_http_buffer_free(&state->path);
     bal_http_buffer_free(&state->body);
     bal_http_buffer_free(&state->headers);
+    bal_http_buffer_free(&state->prepared);
+    free(state->prepared_end);
+    free(state->prepared_operations);
+    state->prepared_end = NULL;
+    state->prepared_operations = NULL;
+    state->prepared_count = 0;
 }

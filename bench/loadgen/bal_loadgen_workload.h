@@ -14,6 +14,11 @@
  *
  * Headers: fixed extra lines, then an optional per-request hook that sees the method,
  * path and body of the request it signs -- the place for HMAC request signing.
+ *
+ * Pre-generation: bal_workload_pregenerate renders a thread's next N requests (hook and
+ * all) into one buffer ahead of time; bal_workload_append_request then copies them out in
+ * order. A benchmark uses it to keep rendering and signing out of its measured window, so
+ * that a signed and an unsigned run cost the generator the same per request.
  */
 #ifndef BAL_LOADGEN_WORKLOAD_H
 #define BAL_LOADGEN_WORKLOAD_H
@@ -32,6 +37,9 @@
 #define BAL_WORKLOAD_BATCH_MAX 8192
 /* Run id text, e.g. the clock in hex. */
 #define BAL_WORKLOAD_RUN_ID_MAX 24
+/* Pre-generated requests held by one generator thread, in bytes: a few hundred bytes per
+   request, so about two million single-operation requests. */
+#define BAL_WORKLOAD_PREGENERATED_BYTES_MAX (1024ull * 1024ull * 1024ull)
 
 typedef enum bal_template_kind {
     BAL_TEMPLATE_LITERAL = 0,
@@ -97,6 +105,12 @@ typedef struct bal_workload_state {
     bal_http_buffer path;
     bal_http_buffer body;
     bal_http_buffer headers;
+    /* Pre-generated requests, back to back; request i ends at prepared_end[i]. */
+    bal_http_buffer prepared;
+    size_t *prepared_end;
+    uint32_t *prepared_operations;
+    uint64_t prepared_count;
+    uint64_t prepared_next; /* the next one to hand out */
 } bal_workload_state;
 
 /* Compiles a template; `amount` and `currency` replace {amount} and {currency}. Returns
@@ -115,6 +129,11 @@ void bal_workload_free(bal_workload *workload);
 
 void bal_workload_state_init(bal_workload_state *state, uint32_t thread_index, uint64_t seed);
 void bal_workload_state_free(bal_workload_state *state);
+
+/* Renders the thread's next `count` requests now (count >= 1), to be handed out by
+   bal_workload_append_request in order; after the last one it fails. False when out of
+   memory, over BAL_WORKLOAD_PREGENERATED_BYTES_MAX, or when a request cannot be built. */
+bool bal_workload_pregenerate(const bal_workload *workload, bal_workload_state *state, uint64_t count);
 
 /* Appends one complete request to out; *operations gets the operation count it carries. */
 bool bal_workload_append_request(const bal_workload *workload, bal_workload_state *state,

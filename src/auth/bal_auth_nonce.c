@@ -10,7 +10,6 @@
 #include "bal_auth_nonce.h"
 
 #include <assert.h>
-#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -18,6 +17,7 @@
 #include <sys/random.h>
 
 #include "bal_auth.h"
+#include "bal_sign.h"
 
 #define BAL_AUTH_NONCE_NIL UINT32_MAX
 #define BAL_AUTH_NONCE_SLOT_MS 1000
@@ -25,7 +25,11 @@
    may be a window ahead), plus slack for the partial slots at both ends and for callers
    whose clock readings differ slightly. */
 #define BAL_AUTH_NONCE_SLOTS (2 * BAL_AUTH_REPLAY_WINDOW_MS / BAL_AUTH_NONCE_SLOT_MS + 4)
-#define BAL_AUTH_NONCE_SEED_BYTES 32
+/* 128 random bits keep the digests unpredictable (a client cannot aim nonces at one hash
+   chain without them) and leave room in SHA-256's first 64-byte block, after the length
+   byte and before the 9 bytes of padding, for a key id and a nonce of up to 38 bytes
+   together (a short key id and a counter nonce): one block to hash instead of two. */
+#define BAL_AUTH_NONCE_SEED_BYTES 16
 
 _Static_assert(BAL_AUTH_NONCE_COUNT_MAX < BAL_AUTH_NONCE_NIL, "entry indexes leave room for the nil link");
 _Static_assert(BAL_AUTH_REPLAY_WINDOW_MS % BAL_AUTH_NONCE_SLOT_MS == 0, "the window is whole slots");
@@ -100,8 +104,8 @@ void bal_auth_nonce_digest(const bal_auth_nonce_memory *memory, const char *key_
     length += key_id_length;
     memcpy(input + length, nonce, nonce_length);
     length += nonce_length;
-    uint8_t full[SHA256_DIGEST_LENGTH];
-    SHA256(input, length, full);
+    uint8_t full[BAL_SIGN_DIGEST_BYTES];
+    bal_sign_sha256(input, length, full);
     memcpy(digest, full, BAL_AUTH_NONCE_DIGEST_BYTES);
 }
 
@@ -109,6 +113,12 @@ static uint32_t bal_auth_nonce_bucket(const bal_auth_nonce_memory *memory, const
     uint64_t word;
     memcpy(&word, digest, sizeof word); /* a seeded SHA-256 output: already uniform */
     return (uint32_t)word & memory->bucket_mask;
+}
+
+void bal_auth_nonce_prefetch(const bal_auth_nonce_memory *memory, const uint8_t digest[BAL_AUTH_NONCE_DIGEST_BYTES]) {
+    assert(memory != NULL && digest != NULL);
+    /* Only a hint to the CPU: no read, so no lock is needed. */
+    __builtin_prefetch(&memory->buckets[bal_auth_nonce_bucket(memory, digest)]);
 }
 
 static uint32_t bal_auth_nonce_wheel_slot(int64_t time_ms) {

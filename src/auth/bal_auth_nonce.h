@@ -43,6 +43,11 @@ void bal_auth_nonce_destroy(bal_auth_nonce_memory *memory);
 void bal_auth_nonce_digest(const bal_auth_nonce_memory *memory, const char *key_id, size_t key_id_length,
                            const char *nonce, size_t nonce_length, uint8_t digest[BAL_AUTH_NONCE_DIGEST_BYTES]);
 
+/* Starts loading the digest's hash bucket into the cache. The bucket array is large (4 MiB
+   for the default memory) and read at random, so its cache miss is most of the cost of
+   bal_auth_nonce_remember; a caller that has other work to do first (the HMAC) hides it. */
+void bal_auth_nonce_prefetch(const bal_auth_nonce_memory *memory, const uint8_t digest[BAL_AUTH_NONCE_DIGEST_BYTES]);
+
 /*
  * Reclaims what has expired by now_ms, then looks the digest up and remembers it until
  * expires_ms (inclusive) unless it is there already. For FULL, *retry_after_ms (if not NULL)

@@ -12,20 +12,50 @@
 #include <stdlib.h>
 #include <string.h>
 
-/* OpenSSL 3 looks a digest implementation up by name on every EVP_sha256()-based call;
- * fetching it once saves most of a signature's cost. Fetched on first use (thread-safe
- * through pthread_once), kept for the life of the process. */
-static EVP_MD *sha256_md;
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+/* Per thread: a digest context and a keyed HMAC context, reused from call to call.
+ * OpenSSL 3's one-shot calls (EVP_Digest, SHA256) allocate a context on every call and
+ * SHA256() also looks the algorithm up by name; the HMAC is keyed once per secret (the key
+ * schedule is most of the cost of a fresh context), and EVP_MAC_init with a NULL key
+ * restarts it. A client signs with one key; a server sees few. The algorithms are
+ * fetched once (pthread_once), kept for the life of the process. */
+typedef struct sign_cache {
+    EVP_MD_CTX *digest;
+    EVP_MAC_CTX *mac;
+    size_t secret_length; /* SIZE_MAX: too long to remember, key it every time */
+    unsigned char secret[BAL_SIGN_SECRET_CACHE_MAX];
+} sign_cache;
 
-static void fetch_sha256(void) {
-    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
-    if (sha256_md == NULL) abort();
+static EVP_MD *sha256_md;
+static EVP_MAC *hmac_algorithm;
+static pthread_once_t fetch_once = PTHREAD_ONCE_INIT;
+static pthread_key_t cache_key; /* each thread's sign_cache, freed when the thread ends */
+
+static void free_cache(void *value) {
+    sign_cache *cache = value;
+    EVP_MD_CTX_free(cache->digest);
+    EVP_MAC_CTX_free(cache->mac);
+    OPENSSL_cleanse(cache->secret, sizeof(cache->secret));
+    free(cache);
 }
 
-static const EVP_MD *sha256(void) {
-    pthread_once(&sha256_once, fetch_sha256);
-    return sha256_md;
+static void fetch_algorithms(void) {
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    hmac_algorithm = EVP_MAC_fetch(NULL, "HMAC", NULL);
+    if (sha256_md == NULL || hmac_algorithm == NULL || pthread_key_create(&cache_key, free_cache) != 0) abort();
+}
+
+static sign_cache *thread_cache(void) {
+    pthread_once(&fetch_once, fetch_algorithms);
+    sign_cache *cache = pthread_getspecific(cache_key);
+    if (cache == NULL) {
+        cache = calloc(1, sizeof(*cache));
+        if (cache == NULL || pthread_setspecific(cache_key, cache) != 0) abort();
+        cache->digest = EVP_MD_CTX_new();
+        cache->mac = EVP_MAC_CTX_new(hmac_algorithm);
+        cache->secret_length = SIZE_MAX; /* not keyed yet */
+        if (cache->digest == NULL || cache->mac == NULL) abort();
+    }
+    return cache;
 }
 
 static void to_hex(const unsigned char *bytes, size_t length, char *out) {
@@ -37,77 +67,51 @@ static void to_hex(const unsigned char *bytes, size_t length, char *out) {
     out[2 * length] = '\0';
 }
 
-void bal_sign_sha256_hex(const void *data, size_t length, char out[BAL_SIGN_HEX_LENGTH + 1]) {
-    unsigned char digest[EVP_MAX_MD_SIZE];
+void bal_sign_sha256(const void *data, size_t length, uint8_t out[BAL_SIGN_DIGEST_BYTES]) {
+    assert(data != NULL || length == 0);
+    sign_cache *cache = thread_cache();
     unsigned int digest_length = 0;
-    if (EVP_Digest(data != NULL ? data : (const void *)"", length, digest, &digest_length, sha256(), NULL) != 1) abort();
-    assert(digest_length == 32);
-    to_hex(digest, digest_length, out);
-}
-
-/* A keyed HMAC context per thread, reused while the secret stays the same (a client signs
- * with one key; a server sees few): EVP_MAC_init with a NULL key restarts it without the
- * key schedule, which is most of the cost of a fresh context. */
-typedef struct mac_cache {
-    EVP_MAC_CTX *context;
-    size_t secret_length;
-    unsigned char secret[BAL_SIGN_SECRET_CACHE_MAX];
-} mac_cache;
-
-static EVP_MAC *hmac_algorithm;
-static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
-static pthread_key_t cache_key; /* each thread's mac_cache, freed when the thread ends */
-
-static void free_cache(void *value) {
-    mac_cache *cache = value;
-    EVP_MAC_CTX_free(cache->context);
-    OPENSSL_cleanse(cache->secret, sizeof(cache->secret));
-    free(cache);
-}
-
-static void fetch_hmac(void) {
-    hmac_algorithm = EVP_MAC_fetch(NULL, "HMAC", NULL);
-    if (hmac_algorithm == NULL || pthread_key_create(&cache_key, free_cache) != 0) abort();
-}
-
-static mac_cache *thread_cache(void) {
-    pthread_once(&hmac_once, fetch_hmac);
-    mac_cache *cache = pthread_getspecific(cache_key);
-    if (cache == NULL) {
-        cache = calloc(1, sizeof(*cache));
-        if (cache == NULL || pthread_setspecific(cache_key, cache) != 0) abort();
+    if (EVP_DigestInit_ex2(cache->digest, sha256_md, NULL) != 1 ||
+        EVP_DigestUpdate(cache->digest, data != NULL ? data : (const void *)"", length) != 1 ||
+        EVP_DigestFinal_ex(cache->digest, out, &digest_length) != 1) {
+        abort();
     }
-    return cache;
+    assert(digest_length == BAL_SIGN_DIGEST_BYTES);
 }
 
-static EVP_MAC_CTX *keyed_context(const void *secret, size_t secret_length) {
-    mac_cache *cache = thread_cache();
-    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0), OSSL_PARAM_construct_end()};
-    bool same = cache->context != NULL && secret_length <= sizeof(cache->secret) && cache->secret_length == secret_length &&
+void bal_sign_sha256_hex(const void *data, size_t length, char out[BAL_SIGN_HEX_LENGTH + 1]) {
+    uint8_t digest[BAL_SIGN_DIGEST_BYTES];
+    bal_sign_sha256(data, length, digest);
+    to_hex(digest, sizeof(digest), out);
+}
+
+static EVP_MAC_CTX *keyed_context(sign_cache *cache, const void *secret, size_t secret_length) {
+    bool same = cache->secret_length == secret_length && secret_length <= sizeof(cache->secret) &&
                 memcmp(cache->secret, secret, secret_length) == 0;
     if (same) {
-        if (EVP_MAC_init(cache->context, NULL, 0, NULL) != 1) abort();
-        return cache->context;
+        if (EVP_MAC_init(cache->mac, NULL, 0, NULL) != 1) abort();
+        return cache->mac;
     }
-    if (cache->context == NULL) cache->context = EVP_MAC_CTX_new(hmac_algorithm);
-    if (cache->context == NULL || EVP_MAC_init(cache->context, secret, secret_length, params) != 1) abort();
+    OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0), OSSL_PARAM_construct_end()};
+    if (EVP_MAC_init(cache->mac, secret, secret_length, params) != 1) abort();
     if (secret_length <= sizeof(cache->secret)) {
         memcpy(cache->secret, secret, secret_length);
         cache->secret_length = secret_length;
     } else {
-        cache->secret_length = SIZE_MAX; /* too long to remember: key it every time */
+        cache->secret_length = SIZE_MAX;
     }
-    return cache->context;
+    return cache->mac;
 }
 
-void bal_sign_request(const void *secret, size_t secret_length, const char *method, size_t method_length,
-                      const char *path, size_t path_length, const char *timestamp, size_t timestamp_length,
-                      const char *nonce, size_t nonce_length, const void *body, size_t body_length,
-                      char out[BAL_SIGN_HEX_LENGTH + 1]) {
+void bal_sign_request_digest(const void *secret, size_t secret_length, const char *method, size_t method_length,
+                             const char *path, size_t path_length, const char *timestamp, size_t timestamp_length,
+                             const char *nonce, size_t nonce_length, const void *body, size_t body_length,
+                             uint8_t out[BAL_SIGN_DIGEST_BYTES]) {
     assert(secret != NULL && method != NULL && path != NULL && timestamp != NULL && nonce != NULL);
     char body_hash[BAL_SIGN_HEX_LENGTH + 1];
     bal_sign_sha256_hex(body, body_length, body_hash);
-    EVP_MAC_CTX *context = keyed_context(secret, secret_length);
+    sign_cache *cache = thread_cache();
+    EVP_MAC_CTX *context = keyed_context(cache, secret, secret_length);
     const struct { const void *bytes; size_t length; } parts[] = {
         {method, method_length}, {"\n", 1}, {path, path_length}, {"\n", 1}, {timestamp, timestamp_length},
         {"\n", 1}, {nonce, nonce_length}, {"\n", 1}, {body_hash, BAL_SIGN_HEX_LENGTH},
@@ -115,11 +119,45 @@ void bal_sign_request(const void *secret, size_t secret_length, const char *meth
     for (size_t i = 0; i < sizeof(parts) / sizeof(parts[0]); i++) {
         if (EVP_MAC_update(context, parts[i].bytes, parts[i].length) != 1) abort();
     }
-    unsigned char mac[EVP_MAX_MD_SIZE];
     size_t mac_length = 0;
-    if (EVP_MAC_final(context, mac, &mac_length, sizeof(mac)) != 1) abort();
-    assert(mac_length == 32);
-    to_hex(mac, mac_length, out);
+    if (EVP_MAC_final(context, out, &mac_length, BAL_SIGN_DIGEST_BYTES) != 1) abort();
+    assert(mac_length == BAL_SIGN_DIGEST_BYTES);
+}
+
+void bal_sign_request(const void *secret, size_t secret_length, const char *method, size_t method_length,
+                      const char *path, size_t path_length, const char *timestamp, size_t timestamp_length,
+                      const char *nonce, size_t nonce_length, const void *body, size_t body_length,
+                      char out[BAL_SIGN_HEX_LENGTH + 1]) {
+    uint8_t mac[BAL_SIGN_DIGEST_BYTES];
+    bal_sign_request_digest(secret, secret_length, method, method_length, path, path_length, timestamp,
+                            timestamp_length, nonce, nonce_length, body, body_length, mac);
+    to_hex(mac, sizeof(mac), out);
+    OPENSSL_cleanse(mac, sizeof(mac));
+}
+
+/* Each lower-case hex digit's value plus one; 0 for every other byte. A table instead of
+ * comparisons: a signature's digits are random, so a branch per digit mispredicts half of
+ * the time (that loop was the largest part of checking the headers). */
+#define HEX_DIGIT(c, value) [(unsigned char)(c)] = (value) + 1
+static const uint8_t hex_values[256] = {
+    HEX_DIGIT('0', 0),   HEX_DIGIT('1', 1),   HEX_DIGIT('2', 2),   HEX_DIGIT('3', 3),   HEX_DIGIT('4', 4),
+    HEX_DIGIT('5', 5),   HEX_DIGIT('6', 6),   HEX_DIGIT('7', 7),   HEX_DIGIT('8', 8),   HEX_DIGIT('9', 9),
+    HEX_DIGIT('a', 10),  HEX_DIGIT('b', 11),  HEX_DIGIT('c', 12),  HEX_DIGIT('d', 13),  HEX_DIGIT('e', 14),
+    HEX_DIGIT('f', 15),
+};
+#undef HEX_DIGIT
+
+bool bal_sign_hex_decode(const char *hex, uint8_t *out, size_t byte_count) {
+    assert(hex != NULL && out != NULL);
+    uint8_t invalid = 0;
+    for (size_t i = 0; i < byte_count; i++) {
+        /* value - 1: 0..15 for a digit, 0xff for anything else (its high bits mark it). */
+        uint8_t high = (uint8_t)(hex_values[(unsigned char)hex[2 * i]] - 1);
+        uint8_t low = (uint8_t)(hex_values[(unsigned char)hex[2 * i + 1]] - 1);
+        invalid |= (uint8_t)(high | low);
+        out[i] = (uint8_t)((uint8_t)(high << 4) | (low & 0x0f));
+    }
+    return (invalid & 0xf0) == 0;
 }
 
 bool bal_sign_equal(const void *a, const void *b, size_t length) {

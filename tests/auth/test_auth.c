@@ -19,6 +19,9 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+
 #include "bal_auth.h"
 #include "bal_auth_nonce.h"
 #include "bal_sign.h"
@@ -219,6 +222,62 @@ static void test_known_answer(void) {
     get.nonce_length = 10;
     CHECK(refused_with(bal_auth_check(auth, &get, BAL_PERMISSION_READ, &decision), &decision, 401, "malformed_header"));
     bal_auth_destroy(auth);
+}
+
+/* The pieces the check is built from: hex decoding (every byte value, as either digit),
+ * the raw digests against the hex ones, SHA-256's FIPS 180-2 answer, and the per-thread
+ * keyed context switching between secrets, including one too long to keep (checked against
+ * OpenSSL's one-shot HMAC). */
+static void test_sign_primitives(void) {
+    for (int c = 0; c < 256; c++) {
+        bool digit = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+        int value = c <= '9' ? c - '0' : c - 'a' + 10;
+        char pair[2] = {(char)c, '7'};
+        uint8_t byte = 0;
+        CHECK(bal_sign_hex_decode(pair, &byte, 1) == digit);
+        if (digit) CHECK(byte == (uint8_t)(value << 4 | 7));
+        pair[0] = 'e';
+        pair[1] = (char)c;
+        CHECK(bal_sign_hex_decode(pair, &byte, 1) == digit);
+        if (digit) CHECK(byte == (uint8_t)(0xe0 | value));
+    }
+    uint8_t bytes[BAL_SIGN_DIGEST_BYTES];
+    char bad[BAL_SIGN_HEX_LENGTH + 1];
+    for (size_t i = 0; i < BAL_SIGN_HEX_LENGTH; i++) {
+        memcpy(bad, KAT_POST_SIGNATURE, sizeof bad);
+        bad[i] = 'g';
+        CHECK(!bal_sign_hex_decode(bad, bytes, BAL_SIGN_DIGEST_BYTES));
+    }
+    CHECK(bal_sign_hex_decode(KAT_POST_SIGNATURE, bytes, BAL_SIGN_DIGEST_BYTES));
+    uint8_t digest[BAL_SIGN_DIGEST_BYTES];
+    bal_sign_request_digest(KAT_SECRET, strlen(KAT_SECRET), "POST", 4, KAT_POST_PATH, strlen(KAT_POST_PATH),
+                            KAT_TIMESTAMP, strlen(KAT_TIMESTAMP), KAT_POST_NONCE, strlen(KAT_POST_NONCE),
+                            KAT_POST_BODY, strlen(KAT_POST_BODY), digest);
+    CHECK(memcmp(digest, bytes, sizeof digest) == 0);
+    bal_sign_sha256("abc", 3, digest);
+    CHECK(bal_sign_hex_decode("ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad", bytes,
+                              BAL_SIGN_DIGEST_BYTES));
+    CHECK(memcmp(digest, bytes, sizeof digest) == 0);
+
+    char long_secret[BAL_SIGN_SECRET_CACHE_MAX + 45];
+    memset(long_secret, 'L', sizeof long_secret - 1);
+    long_secret[sizeof long_secret - 1] = '\0';
+    const char *const secrets[] = {KAT_SECRET, SECRET_READER, long_secret, long_secret, KAT_SECRET, SECRET_READER};
+    for (size_t i = 0; i < sizeof secrets / sizeof secrets[0]; i++) {
+        const char *secret = secrets[i];
+        char signature[BAL_SIGN_HEX_LENGTH + 1];
+        bal_sign_request(secret, strlen(secret), "GET", 3, KAT_GET_PATH, strlen(KAT_GET_PATH), KAT_TIMESTAMP,
+                         strlen(KAT_TIMESTAMP), KAT_GET_NONCE, strlen(KAT_GET_NONCE), NULL, 0, signature);
+        char text[256];
+        int length = snprintf(text, sizeof text, "GET\n%s\n%s\n%s\n%s", KAT_GET_PATH, KAT_TIMESTAMP, KAT_GET_NONCE,
+                              KAT_EMPTY_HASH);
+        unsigned char mac[EVP_MAX_MD_SIZE];
+        unsigned int mac_length = 0;
+        HMAC(EVP_sha256(), secret, (int)strlen(secret), (const unsigned char *)text, (size_t)length, mac, &mac_length);
+        CHECK(mac_length == BAL_SIGN_DIGEST_BYTES && bal_sign_hex_decode(signature, bytes, BAL_SIGN_DIGEST_BYTES) &&
+              memcmp(mac, bytes, BAL_SIGN_DIGEST_BYTES) == 0);
+        if (i == 0 || i == 4) CHECK_STR(signature, KAT_GET_SIGNATURE); /* KAT_SECRET */
+    }
 }
 
 static void test_tampering(void) {
@@ -960,6 +1019,7 @@ int main(int argc, char **argv) {
         void (*run)(void);
     } cases[] = {
         {"known_answer", test_known_answer},
+        {"sign_primitives", test_sign_primitives},
         {"tampering", test_tampering},
         {"headers", test_headers},
         {"timestamp_skew", test_timestamp_skew},

@@ -12,7 +12,8 @@
  *   flags bits 1-2: the permission needed (read, write, admin, read+write);
  *   flags bit 3: instead, feed everything after byte 1 to the keys file parser.
  * Beyond "no crash, no leak", it checks the decision's promises: a refusal has a known
- * status, code and reason and a JSON-safe message; an allowance names the key.
+ * status, code and reason and a JSON-safe message; an allowance names the key. The
+ * signature field also goes through bal_sign_hex_decode, checked against a plain decoder.
  * Links bal_auth.
  */
 #include <stdbool.h>
@@ -95,6 +96,26 @@ static void fuzz_keys_file(const uint8_t *data, size_t size) {
     if (status != BAL_AUTH_OK && memchr(errstr, '\0', sizeof errstr) == NULL) abort();
 }
 
+/* bal_sign_hex_decode against the plainest reading of its contract: lower-case digits only,
+   high nibble first. The signature field's bytes, whatever they are, are the input. */
+static void fuzz_hex_decode(const char *text, size_t length) {
+    uint8_t decoded[BAL_SIGN_HEX_LENGTH / 2];
+    size_t byte_count = length / 2 < sizeof decoded ? length / 2 : sizeof decoded;
+    bool valid = bal_sign_hex_decode(text, decoded, byte_count);
+    bool expected = true;
+    for (size_t i = 0; i < 2 * byte_count; i++) {
+        char c = text[i];
+        expected = expected && ((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f'));
+    }
+    if (valid != expected) abort();
+    for (size_t i = 0; valid && i < 2 * byte_count; i++) {
+        char c = text[i];
+        unsigned value = c <= '9' ? (unsigned)(c - '0') : (unsigned)(c - 'a' + 10);
+        unsigned nibble = i % 2 == 0 ? (unsigned)decoded[i / 2] >> 4 : (unsigned)decoded[i / 2] & 15u;
+        if (nibble != value) abort();
+    }
+}
+
 static const char *fuzz_secret_of(const char *key, size_t key_length) {
     for (size_t i = 0; i < sizeof fuzz_secrets / sizeof fuzz_secrets[0]; i++) {
         if (strlen(fuzz_secrets[i].id) == key_length && memcmp(fuzz_secrets[i].id, key, key_length) == 0) {
@@ -131,6 +152,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         lengths[i] = absent ? 0 : length;
         offset += length + 1;
     }
+    if (fields[5] != NULL) fuzz_hex_decode(fields[5], lengths[5]);
     const char *body = offset <= size ? copy + offset : NULL;
     size_t body_length = offset <= size ? size - offset : 0;
     char signature[BAL_SIGN_HEX_LENGTH + 1];
