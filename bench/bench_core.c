@@ -11,6 +11,9 @@
  *                            checked and remembered (1M ids in memory, the oldest evicted)
  *   event-4-legs             trade settlements: 4 legs over 2 accounts x 2 currencies
  *   memory bytes/balance     the balance table's bytes divided by its capacity
+ *
+ * Usage: bench_core [FIGURE [OPS_PER_ROUND]]: one figure only, and fewer operations (for
+ * profiling under callgrind, where the instruction counts per operation are what matters).
  */
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,7 +25,9 @@
 
 #define BATCH 4096
 #define ROUNDS 3
-#define OPS_PER_ROUND (8u * 1000 * 1000)
+#define OPS_PER_ROUND_DEFAULT (8u * 1000 * 1000)
+
+static uint64_t ops_per_round = OPS_PER_ROUND_DEFAULT; /* argv[2]: fewer, for callgrind */
 
 static uint64_t rng = 0x9E3779B97F4A7C15ull;
 static uint64_t rnd(void) {
@@ -32,9 +37,15 @@ static uint64_t rnd(void) {
     return rng;
 }
 
+/* Wall-clock time; build with -DBENCH_CLOCK=CLOCK_THREAD_CPUTIME_ID on a machine shared
+ * with other jobs to leave out the time the thread spends descheduled. */
+#ifndef BENCH_CLOCK
+#define BENCH_CLOCK CLOCK_MONOTONIC
+#endif
+
 static double now_s(void) {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(BENCH_CLOCK, &t);
     return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
 }
 
@@ -59,23 +70,25 @@ static bal_command *commands;
 static bal_outcome *outcomes;
 static bal_change *changes;
 
+static void deposit(bal_command *c, uint64_t account_id, bal_currency currency) {
+    memset(c, 0, offsetof(bal_command, memo));
+    c->type = BAL_OP_DEPOSIT;
+    c->account_id = account_id;
+    c->currency = currency;
+    c->amount = (bal_amount)1000000 * BAL_MONEY_ONE;
+}
+
 /* Funds every account in both currencies so that most operations succeed. */
 static void fund(bal_ledger *ledger, uint64_t accounts) {
-    const char *names[2] = {"USDT", "BTC"};
-    for (uint64_t first = 1; first <= accounts; first += BATCH) {
-        size_t n = 0;
-        for (uint64_t a = first; a < first + BATCH && a <= accounts; a++) {
-            for (int c = 0; c < 2 && n < BATCH; c++) {
-                memset(&commands[n], 0, offsetof(bal_command, memo));
-                commands[n].type = BAL_OP_DEPOSIT;
-                commands[n].account_id = a;
-                commands[n].currency = currency(names[c]);
-                commands[n].amount = (bal_amount)1000000 * BAL_MONEY_ONE;
-                n++;
-            }
+    bal_currency usdt = currency("USDT"), btc = currency("BTC");
+    size_t n = 0;
+    for (uint64_t a = 1; a <= accounts; a++) {
+        deposit(&commands[n++], a, usdt);
+        deposit(&commands[n++], a, btc);
+        if (n + 2 > BATCH || a == accounts) {
+            bal_ledger_apply(ledger, commands, n, NULL, outcomes, changes);
+            n = 0;
         }
-        bal_ledger_apply(ledger, commands, n, NULL, outcomes, changes);
-        if (first + BATCH > accounts) break;
     }
 }
 
@@ -117,10 +130,10 @@ static void fill(bal_command *c, mode m, uint64_t accounts, bal_currency usdt, b
     }
 }
 
-static double run_round(bal_ledger *ledger, mode m, uint64_t accounts) {
+__attribute__((noinline)) static double run_round(bal_ledger *ledger, mode m, uint64_t accounts) {
     bal_currency usdt = currency("USDT"), btc = currency("BTC");
     double elapsed = 0;
-    uint64_t ops = m == MODE_EVENT ? OPS_PER_ROUND / 4 : OPS_PER_ROUND;
+    uint64_t ops = m == MODE_EVENT ? ops_per_round / 4 : ops_per_round;
     for (uint64_t done = 0; done < ops; done += BATCH) {
         for (size_t i = 0; i < BATCH; i++) fill(&commands[i], m, accounts, usdt, btc);
         double start = now_s();
@@ -151,6 +164,8 @@ static void figure(const char *name, mode m, uint64_t accounts) {
 
 int main(int argc, char **argv) {
     only = argc > 1 ? argv[1] : NULL;
+    if (argc > 2) ops_per_round = strtoull(argv[2], NULL, 10);
+    if (ops_per_round < BATCH) ops_per_round = BATCH;
     commands = calloc(BATCH, sizeof(bal_command));
     outcomes = calloc(BATCH, sizeof(bal_outcome));
     changes = calloc((size_t)BATCH * BAL_COMMAND_BALANCES_MAX, sizeof(bal_change));

@@ -24,12 +24,32 @@ static inline uint64_t bal_hash_mix(uint64_t a, uint64_t b) {
     return (uint64_t)product ^ (uint64_t)(product >> 64);
 }
 
+/* The last 1..7 bytes of an input as a little-endian word, zeros above: what a memcpy into
+ * a zeroed word gives, in one or two loads instead of a byte loop. total is the input's whole
+ * length: at 8 or more, the 8 bytes ending at the tail are all inside the input. */
+static inline uint64_t bal_hash_tail(const uint8_t *tail, size_t length, size_t total) {
+    uint64_t word;
+    if (total >= 8) {
+        memcpy(&word, tail + length - 8, 8);
+        return word >> (64 - 8 * length);
+    }
+    if (length >= 4) {
+        uint32_t low, high; /* overlapping reads: the shared bytes agree */
+        memcpy(&low, tail, 4);
+        memcpy(&high, tail + length - 4, 4);
+        return low | ((uint64_t)high << (8 * (length - 4)));
+    }
+    return tail[0] | ((uint64_t)tail[length / 2] << (8 * (length / 2))) |
+           ((uint64_t)tail[length - 1] << (8 * (length - 1)));
+}
+
 static inline uint64_t bal_hash_u64(uint64_t value, uint64_t seed) {
     return bal_hash_mix(value ^ seed ^ BAL_HASH_P0, BAL_HASH_P1 ^ (value >> 32)) ^ value;
 }
 
 static inline uint64_t bal_hash_bytes(const void *data, size_t length, uint64_t seed) {
     const uint8_t *bytes = (const uint8_t *)data;
+    size_t total = length;
     uint64_t state = seed ^ bal_hash_mix(length ^ BAL_HASH_P0, BAL_HASH_P1);
     while (length >= 8) {
         uint64_t word;
@@ -39,8 +59,7 @@ static inline uint64_t bal_hash_bytes(const void *data, size_t length, uint64_t 
         length -= 8;
     }
     if (length > 0) {
-        uint64_t word = 0;
-        memcpy(&word, bytes, length);
+        uint64_t word = bal_hash_tail(bytes, length, total);
         state = bal_hash_mix(state ^ word ^ ((uint64_t)length << 56), BAL_HASH_P3);
     }
     return bal_hash_mix(state, BAL_HASH_P0 ^ BAL_HASH_P3);
@@ -49,6 +68,7 @@ static inline uint64_t bal_hash_bytes(const void *data, size_t length, uint64_t 
 /* Two independent 64-bit lanes in one pass: a 128-bit digest for the cost of one walk. */
 static inline void bal_hash_bytes128(const void *data, size_t length, uint64_t *low_out, uint64_t *high_out) {
     const uint8_t *bytes = (const uint8_t *)data;
+    size_t total = length;
     uint64_t a = bal_hash_mix(length ^ BAL_HASH_P0, BAL_HASH_P1);
     uint64_t b = bal_hash_mix(length ^ BAL_HASH_P3, BAL_HASH_P2);
     while (length >= 8) {
@@ -60,9 +80,7 @@ static inline void bal_hash_bytes128(const void *data, size_t length, uint64_t *
         length -= 8;
     }
     if (length > 0) {
-        uint64_t word = 0;
-        memcpy(&word, bytes, length);
-        word ^= (uint64_t)length << 56;
+        uint64_t word = bal_hash_tail(bytes, length, total) ^ ((uint64_t)length << 56);
         a = bal_hash_mix(a ^ word, BAL_HASH_P3);
         b = bal_hash_mix(b ^ word ^ BAL_HASH_P1, BAL_HASH_P0);
     }

@@ -250,27 +250,27 @@ void bal_idempotency_insert(bal_idempotency *memory, const bal_command *command,
     bal_idempotency_insert_hashed(memory, hash, command, digest, outcome, changes);
 }
 
+/* Writes a record straight into the arena (no staging copy): reserve, fill, then index. */
 void bal_idempotency_insert_hashed(bal_idempotency *memory, uint64_t hash, const bal_command *command,
                                    bal_digest digest, const bal_outcome *outcome, const bal_change *changes) {
     assert(memory != NULL && command != NULL && outcome != NULL);
     assert(command->transaction_id_length > 0);
     assert(outcome->change_count <= BAL_COMMAND_BALANCES_MAX);
-    uint8_t record[RECORD_HEADER_BYTES + ALIGN8(BAL_TRANSACTION_ID_LENGTH_MAX) +
-                   BAL_COMMAND_BALANCES_MAX * RECORD_CHANGE_BYTES];
-    uint32_t bytes = (uint32_t)(RECORD_HEADER_BYTES + ALIGN8(command->transaction_id_length) +
-                                outcome->change_count * RECORD_CHANGE_BYTES);
-    memset(record, 0, RECORD_HEADER_BYTES + ALIGN8(command->transaction_id_length));
+    uint32_t id_bytes = (uint32_t)ALIGN8(command->transaction_id_length);
+    uint32_t bytes = RECORD_HEADER_BYTES + id_bytes + outcome->change_count * RECORD_CHANGE_BYTES;
+    uint64_t offset = reserve(memory, bytes);
+    uint8_t *record = memory->arena + offset;
+    uint8_t flags[4] = {command->transaction_id_length, outcome->result, outcome->change_count, 0};
     memcpy(record, &bytes, 4);
-    record[4] = command->transaction_id_length;
-    record[5] = outcome->result;
-    record[6] = outcome->change_count;
+    memcpy(record + 4, flags, 4);
     memcpy(record + 8, &outcome->sequence, 8);
     memcpy(record + 16, &command->time_ms, 8);
     memcpy(record + 24, &digest.low, 8);
     memcpy(record + 32, &digest.high, 8);
     memcpy(record + 40, &hash, 8);
+    memset(record + RECORD_HEADER_BYTES + id_bytes - 8, 0, 8); /* the id's padding */
     memcpy(record + RECORD_HEADER_BYTES, command->transaction_id, command->transaction_id_length);
-    uint8_t *change = record + RECORD_HEADER_BYTES + ALIGN8(command->transaction_id_length);
+    uint8_t *change = record + RECORD_HEADER_BYTES + id_bytes;
     for (unsigned i = 0; i < outcome->change_count; i++, change += RECORD_CHANGE_BYTES) {
         const bal_change *c = &changes[i];
         memcpy(change, &c->account_id, 8);
@@ -278,7 +278,9 @@ void bal_idempotency_insert_hashed(bal_idempotency *memory, uint64_t hash, const
         memcpy(change + 16, &c->available_after, 16);
         memcpy(change + 32, &c->frozen_after, 16);
     }
-    place(memory, record, bytes, hash);
+    memory->head = offset + bytes;
+    memory->count++;
+    index_insert(memory, hash, offset);
 }
 
 uint64_t bal_idempotency_expire(bal_idempotency *memory, int64_t now_ms, int64_t retention_ms) {

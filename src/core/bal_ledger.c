@@ -19,22 +19,39 @@
 #include "bal_idempotency.h"
 
 #define CURRENCY_NONE UINT32_MAX
-/* How many commands ahead apply prefetches balance slots: enough to overlap the cache
- * misses of several commands, few enough that the lines are still there when needed. */
+/* How many commands ahead apply stages a command (resolves its legs and prefetches their
+ * slots): enough to overlap the cache misses of several commands, few enough that the
+ * lines are still there when needed. */
 #define PREFETCH_DISTANCE 8
 #define LOOKAHEAD_RING 16
+/* Lines prefetched from a balance's home slot on. A look-up at load 3/4 reads 2.5 entries
+ * (120 bytes) on average, so two lines (the home entry) left a dependent miss on the rest
+ * of the probe a good part of the time: 3 lines measured +35% over 2, 4 lines +5% more. */
+#define PREFETCH_LINES 4
 /* Tables smaller than this stay in cache: prefetching them only costs time. */
 #define PREFETCH_TABLE_BYTES_MIN (8u << 20)
 _Static_assert(LOOKAHEAD_RING > PREFETCH_DISTANCE && (LOOKAHEAD_RING & (LOOKAHEAD_RING - 1)) == 0,
-               "the look-ahead ring holds every command between prefetch and use");
+               "the look-ahead ring holds every command between staging and use");
 
-/* What the prefetch step learnt about a command, kept until the command is applied so
- * that nothing is looked up or hashed twice. Typed operations only (legs 0 and 1). */
-typedef struct lookahead {
+/* A leg as apply needs it, resolved when its command was staged so that nothing is
+ * looked up or hashed twice. The home slot stays right however the table fills up in the
+ * meantime (balances never move); a currency that was not interned yet is looked up again. */
+typedef struct staged_leg {
+    bal_amount available_delta;
+    bal_amount frozen_delta;
+    uint64_t account_id;
+    uint64_t currency_code;
+    uint64_t home;               /* the balance's home slot, when currency_id is known */
+    uint32_t currency_id;        /* CURRENCY_NONE: not interned when staged */
+} staged_leg;
+
+/* A command reduced to what apply reads: the legs this ledger applies, in leg order, and
+ * the hash of its transaction id. */
+typedef struct staged {
     uint64_t id_hash;
-    uint64_t home[2];
-    uint32_t currency_id[2];     /* CURRENCY_NONE: unknown when prefetched; look again */
-} lookahead;
+    unsigned leg_count;
+    staged_leg legs[BAL_COMMAND_BALANCES_MAX];
+} staged;
 #define CURRENCY_INDEX_SLOTS (2 * BAL_CURRENCIES_MAX)
 
 /* One balance: 48 bytes. account_id 0 marks an empty slot (valid accounts are > 0). */
@@ -61,18 +78,15 @@ struct bal_ledger {
     bal_idempotency *ids;
     uint64_t currency_codes[BAL_CURRENCIES_MAX];
     uint16_t currency_index[CURRENCY_INDEX_SLOTS]; /* id + 1; 0 = empty */
-    lookahead ring[LOOKAHEAD_RING];
+    staged ring[LOOKAHEAD_RING];
 };
 
-/* A leg being planned: where its balance lives and its values before and after. */
-typedef struct plan_leg {
-    entry *slot;                  /* NULL: no balance yet */
-    uint64_t account_id;
-    uint64_t currency_code;
-    uint32_t currency_id;         /* CURRENCY_NONE: currency never seen */
+/* Where a planned leg's balance lives (NULL: nowhere yet) and whether the leg creates it.
+ * The leg's values before and after are planned straight into its bal_change. */
+typedef struct plan_slot {
+    entry *slot;
     bool create;
-    bal_amount available_before, frozen_before, available_after, frozen_after;
-} plan_leg;
+} plan_slot;
 
 const char *bal_ledger_status_name(bal_ledger_status status) {
     switch (status) {
@@ -164,8 +178,12 @@ static uint32_t currency_intern(bal_ledger *ledger, uint64_t code) {
     return id;
 }
 
+/* Two mixing rounds: with one (bal_hash_u64), the top bits that pick the slot varied too
+ * little across consecutive account ids, and at 1M accounts x 2 currencies a look-up probed
+ * 11 entries on average instead of the 2.5 that linear probing at load 3/4 gives. */
 static uint64_t slot_home(const bal_ledger *ledger, uint64_t account_id, uint32_t currency_id) {
-    uint64_t hash = bal_hash_u64(account_id ^ ((uint64_t)currency_id << 48), ledger->seed);
+    uint64_t hash = bal_hash_mix(bal_hash_mix(account_id ^ ledger->seed ^ BAL_HASH_P0, BAL_HASH_P1) ^ currency_id,
+                                 BAL_HASH_P2);
     return bal_hash_reduce(hash, ledger->slot_count);
 }
 
@@ -204,22 +222,80 @@ static entry *entry_create(bal_ledger *ledger, uint64_t account_id, uint64_t cur
     return e;
 }
 
-/* The legs of a command that this ledger applies (leg_mask), in leg order. */
-static unsigned own_legs(const bal_command *command, bal_leg *legs) {
+/* Looks a staged code up. A code the ledger has interned was checked when it was interned;
+ * any other is checked here, so every code apply sees is known to be well-formed. */
+static uint32_t stage_currency(const bal_ledger *ledger, bal_currency currency) {
+    uint32_t currency_id = currency_find(ledger, currency.code);
+    assert(currency_id != CURRENCY_NONE || bal_currency_valid(currency));
+    return currency_id;
+}
+
+static void stage_leg(const bal_ledger *ledger, staged_leg *leg, uint64_t account_id, uint64_t currency_code,
+                      uint32_t currency_id, bal_amount available_delta, bal_amount frozen_delta) {
+    leg->available_delta = available_delta;
+    leg->frozen_delta = frozen_delta;
+    leg->account_id = account_id;
+    leg->currency_code = currency_code;
+    leg->currency_id = currency_id;
+    leg->home = currency_id == CURRENCY_NONE ? 0 : slot_home(ledger, account_id, currency_id);
+}
+
+/* Stages the legs in leg_mask (bit i = leg i) of a command, in leg order. */
+static void stage_legs(const bal_ledger *ledger, const bal_command *command, uint32_t leg_mask, staged *out) {
     bal_leg all[BAL_COMMAND_BALANCES_MAX];
     unsigned total = bal_command_legs(command, all), count = 0;
-    if (command->leg_mask == 0) {
-        memcpy(legs, all, total * sizeof(bal_leg));
-        return total;
-    }
     for (unsigned i = 0; i < total; i++) {
-        if (bal_command_has_leg(command, i)) legs[count++] = all[i];
+        if (((leg_mask >> i) & 1u) == 0) continue;
+        stage_leg(ledger, &out->legs[count++], all[i].account_id, all[i].currency.code,
+                  stage_currency(ledger, all[i].currency), all[i].available_delta, all[i].frozen_delta);
     }
-    return count;
+    out->leg_count = count;
+}
+
+/* The common case, without going through a leg array: all legs of a typed operation (the
+ * same legs as bal_command_legs gives, from the same signs), one currency look-up. */
+static void stage_typed(const bal_ledger *ledger, const bal_command *command, staged *out) {
+    assert(command->type != BAL_OP_EVENT && command->leg_mask == 0);
+    bal_op_signs signs = bal_op_leg_signs((bal_op)command->type);
+    uint32_t currency_id = stage_currency(ledger, command->currency);
+    stage_leg(ledger, &out->legs[0], command->account_id, command->currency.code, currency_id,
+              bal_amount_signed(command->amount, signs.available), bal_amount_signed(command->amount, signs.frozen));
+    out->leg_count = 1;
+    if (command->type != BAL_OP_TRANSFER) return;
+    stage_leg(ledger, &out->legs[1], command->to_account_id, command->currency.code, currency_id, command->amount, 0);
+    out->leg_count = 2;
+}
+
+/* Finds a staged leg's balance; NULL if it does not exist (yet). */
+static entry *leg_entry(const bal_ledger *ledger, staged_leg *leg) {
+    if (leg->currency_id == CURRENCY_NONE) {
+        leg->currency_id = currency_find(ledger, leg->currency_code); /* interned since staged? */
+        if (leg->currency_id == CURRENCY_NONE) return NULL;
+        leg->home = slot_home(ledger, leg->account_id, leg->currency_id);
+    }
+    entry *e = slot_find_from(ledger, leg->home, leg->account_id, leg->currency_id);
+    return e->account_id != 0 ? e : NULL;
+}
+
+/* Creates a staged leg's balance (interning its currency if needed). */
+static entry *leg_create(bal_ledger *ledger, staged_leg *leg) {
+    assert(ledger->balance_count < ledger->balance_capacity);
+    if (leg->currency_id == CURRENCY_NONE) {
+        /* An earlier leg of the same command may have interned it. */
+        leg->currency_id = currency_find(ledger, leg->currency_code);
+        if (leg->currency_id == CURRENCY_NONE) leg->currency_id = currency_intern(ledger, leg->currency_code);
+        leg->home = slot_home(ledger, leg->account_id, leg->currency_id);
+    }
+    entry *e = slot_find_from(ledger, leg->home, leg->account_id, leg->currency_id);
+    assert(e->account_id == 0);
+    e->account_id = leg->account_id;
+    e->currency_id = leg->currency_id;
+    ledger->balance_count++;
+    return e;
 }
 
 /* First rule a leg breaks, in the order: available, frozen, overflow. */
-static bal_result leg_check(const plan_leg *leg) {
+static bal_result leg_check(const bal_change *leg) {
     if (leg->available_after < 0) return BAL_RESULT_INSUFFICIENT_AVAILABLE;
     if (leg->frozen_after < 0) return BAL_RESULT_INSUFFICIENT_FROZEN;
     if (leg->available_after > BAL_MONEY_MAX || leg->frozen_after > BAL_MONEY_MAX) return BAL_RESULT_OVERFLOW;
@@ -227,95 +303,82 @@ static bal_result leg_check(const plan_leg *leg) {
 }
 
 /* Counts the distinct currencies among creating legs that the ledger has never seen. */
-static uint32_t new_currency_count(const plan_leg *plan, unsigned count) {
+static uint32_t new_currency_count(const staged *st, const plan_slot *plan) {
     uint32_t distinct = 0;
-    for (unsigned i = 0; i < count; i++) {
-        if (!plan[i].create || plan[i].currency_id != CURRENCY_NONE) continue;
+    for (unsigned i = 0; i < st->leg_count; i++) {
+        if (!plan[i].create || st->legs[i].currency_id != CURRENCY_NONE) continue;
         bool seen = false;
         for (unsigned j = 0; j < i && !seen; j++) {
-            seen = plan[j].create && plan[j].currency_code == plan[i].currency_code;
+            seen = plan[j].create && st->legs[j].currency_code == st->legs[i].currency_code;
         }
         distinct += seen ? 0 : 1;
     }
     return distinct;
 }
 
-/* Locates a leg's balance, using what the prefetch step found when it is still valid. */
-static void plan_locate(const bal_ledger *ledger, const lookahead *hint, unsigned i, plan_leg *p) {
-    bool hinted = hint != NULL && i < 2 && hint->currency_id[i] != CURRENCY_NONE;
-    p->currency_id = hinted ? hint->currency_id[i] : currency_find(ledger, p->currency_code);
-    p->slot = NULL;
-    if (p->currency_id == CURRENCY_NONE) return;
-    uint64_t home = hinted ? hint->home[i] : slot_home(ledger, p->account_id, p->currency_id);
-    entry *e = slot_find_from(ledger, home, p->account_id, p->currency_id);
-    if (e->account_id != 0) p->slot = e;
-}
-
-static bal_result plan_legs(const bal_ledger *ledger, const bal_leg *legs, unsigned count,
-                            const lookahead *hint, plan_leg *plan) {
+/* Plans every leg (its balance before and after, into changes) and decides the result;
+ * changes nothing in the ledger. */
+static bal_result plan_legs(const bal_ledger *ledger, staged *st, plan_slot *plan, bal_change *changes) {
     bal_result result = BAL_RESULT_OK;
     uint64_t creates = 0;
-    for (unsigned i = 0; i < count; i++) {
-        plan_leg *p = &plan[i];
-        p->account_id = legs[i].account_id;
-        p->currency_code = legs[i].currency.code;
-        plan_locate(ledger, hint, i, p);
-        p->available_before = p->slot ? p->slot->available : 0;
-        p->frozen_before = p->slot ? p->slot->frozen : 0;
+    for (unsigned i = 0; i < st->leg_count; i++) {
+        staged_leg *leg = &st->legs[i];
+        bal_change *c = &changes[i];
+        entry *e = leg_entry(ledger, leg);
+        c->account_id = leg->account_id;
+        c->currency.code = leg->currency_code;
+        c->available_before = e ? e->available : 0;
+        c->frozen_before = e ? e->frozen : 0;
         /* Operands are within +-BAL_MONEY_MAX < 2^120: the sums cannot wrap. */
-        p->available_after = p->available_before + legs[i].available_delta;
-        p->frozen_after = p->frozen_before + legs[i].frozen_delta;
-        p->create = p->slot == NULL && (p->available_after > 0 || p->frozen_after > 0);
-        creates += p->create ? 1 : 0;
-        if (result == BAL_RESULT_OK) result = leg_check(p);
+        c->available_after = c->available_before + leg->available_delta;
+        c->frozen_after = c->frozen_before + leg->frozen_delta;
+        plan[i].slot = e;
+        plan[i].create = e == NULL && (c->available_after > 0 || c->frozen_after > 0);
+        creates += plan[i].create ? 1 : 0;
+        if (result == BAL_RESULT_OK) result = leg_check(c);
     }
     if (result != BAL_RESULT_OK) return result;
     if (creates > ledger->balance_capacity - ledger->balance_count) return BAL_RESULT_CAPACITY_EXCEEDED;
-    if (creates > 0 && new_currency_count(plan, count) > BAL_CURRENCIES_MAX - ledger->currency_count) {
+    if (creates > 0 && new_currency_count(st, plan) > BAL_CURRENCIES_MAX - ledger->currency_count) {
         return BAL_RESULT_CAPACITY_EXCEEDED;
     }
     return BAL_RESULT_OK;
 }
 
-static void commit_legs(bal_ledger *ledger, plan_leg *plan, unsigned count) {
-    for (unsigned i = 0; i < count; i++) {
-        plan_leg *p = &plan[i];
-        if (p->create) p->slot = entry_create(ledger, p->account_id, p->currency_code);
-        if (p->slot == NULL) continue; /* a zero leg on a balance that does not exist */
-        assert(p->available_after >= 0 && p->frozen_after >= 0);
-        p->slot->available = p->available_after;
-        p->slot->frozen = p->frozen_after;
+static void commit_legs(bal_ledger *ledger, staged *st, const plan_slot *plan, const bal_change *changes) {
+    for (unsigned i = 0; i < st->leg_count; i++) {
+        entry *e = plan[i].create ? leg_create(ledger, &st->legs[i]) : plan[i].slot;
+        if (e == NULL) continue; /* a zero leg on a balance that does not exist */
+        assert(changes[i].available_after >= 0 && changes[i].frozen_after >= 0);
+        e->available = changes[i].available_after;
+        e->frozen = changes[i].frozen_after;
     }
 }
 
-static void apply_one(bal_ledger *ledger, const bal_command *command, const lookahead *hint,
+/* Applies a staged command and writes its outcome; its changes go to changes[0..legs). */
+static void apply_one(bal_ledger *ledger, const bal_command *command, staged *st,
                       bal_outcome *outcome, bal_change *changes) {
-    bal_leg legs[BAL_COMMAND_BALANCES_MAX];
-    plan_leg plan[BAL_COMMAND_BALANCES_MAX];
-    unsigned count = own_legs(command, legs);
+    plan_slot plan[BAL_COMMAND_BALANCES_MAX];
+    unsigned count = st->leg_count;
     assert(count >= 1 && count <= BAL_COMMAND_BALANCES_MAX);
-    bool hinted = command->type != BAL_OP_EVENT && command->leg_mask == 0;
-    bal_result result = plan_legs(ledger, legs, count, hinted ? hint : NULL, plan);
+    bal_result result = plan_legs(ledger, st, plan, changes);
     if (command->decided != 0) {
         /* The coordinator checked these legs against this same state: they must pass. */
         assert(command->decided - 1 != BAL_RESULT_OK || result == BAL_RESULT_OK);
         result = (bal_result)(command->decided - 1);
     }
-    if (result == BAL_RESULT_OK) commit_legs(ledger, plan, count);
+    if (result == BAL_RESULT_OK) {
+        commit_legs(ledger, st, plan, changes);
+    } else {
+        for (unsigned i = 0; i < count; i++) { /* rejected: every balance stays as it was */
+            changes[i].available_after = changes[i].available_before;
+            changes[i].frozen_after = changes[i].frozen_before;
+        }
+    }
     outcome->sequence = ++ledger->sequence;
     outcome->result = (uint8_t)result;
     outcome->duplicate = false;
     outcome->change_count = (uint8_t)count;
-    for (unsigned i = 0; i < count; i++) {
-        bal_change *c = &changes[i];
-        const plan_leg *p = &plan[i];
-        c->account_id = p->account_id;
-        c->currency.code = p->currency_code;
-        c->available_before = p->available_before;
-        c->frozen_before = p->frozen_before;
-        c->available_after = result == BAL_RESULT_OK ? p->available_after : p->available_before;
-        c->frozen_after = result == BAL_RESULT_OK ? p->frozen_after : p->frozen_before;
-    }
 }
 
 /* Answers a command whose id was used before: duplicate if same content, else conflict. */
@@ -363,42 +426,26 @@ static void make_room(bal_ledger *ledger, const bal_command *commands, size_t co
     if (bal_idempotency_evicted(ledger->ids) > 0) ledger->forgetful = true;
 }
 
-static void prefetch_leg(const bal_ledger *ledger, uint64_t account_id, uint64_t currency_code,
-                         uint32_t *currency_id_out, uint64_t *home_out) {
-    uint32_t currency_id = currency_find(ledger, currency_code);
-    *currency_id_out = currency_id;
-    if (currency_id == CURRENCY_NONE) return;
-    *home_out = slot_home(ledger, account_id, currency_id);
-    const entry *e = &ledger->table[*home_out];
-    __builtin_prefetch(e, 1);
-    __builtin_prefetch((const char *)e + sizeof(entry) - 1, 1); /* entries may straddle lines */
-}
-
-/* Starts loading what a command will touch, so that the cache misses of several commands
- * overlap, and keeps what it computed in the look-ahead ring for apply. */
-static void prefetch_command(bal_ledger *ledger, const bal_command *command, lookahead *ahead) {
-    ahead->currency_id[0] = ahead->currency_id[1] = CURRENCY_NONE;
-    if (!ledger->prefetch) {
-        if (command->transaction_id_length > 0) {
-            ahead->id_hash = bal_idempotency_hash(ledger->ids, command->transaction_id, command->transaction_id_length);
-        }
-        return;
-    }
-    if (command->type == BAL_OP_EVENT) {
-        for (unsigned i = 0; i < command->leg_count; i++) {
-            uint32_t currency_id;
-            uint64_t home;
-            prefetch_leg(ledger, command->legs[i].account_id, command->legs[i].currency.code, &currency_id, &home);
-        }
+/* Resolves a command into the look-ahead ring and starts loading what it will touch, so
+ * that the cache misses of several commands overlap. Asserts the command's validity: every
+ * command is staged exactly once before it is applied. */
+static void stage_command(bal_ledger *ledger, const bal_command *command, staged *st) {
+    assert(bal_command_valid_except_currencies(command));
+    if (command->type != BAL_OP_EVENT && command->leg_mask == 0) {
+        stage_typed(ledger, command, st);
     } else {
-        prefetch_leg(ledger, command->account_id, command->currency.code, &ahead->currency_id[0], &ahead->home[0]);
-        if (command->type == BAL_OP_TRANSFER) {
-            prefetch_leg(ledger, command->to_account_id, command->currency.code, &ahead->currency_id[1], &ahead->home[1]);
+        stage_legs(ledger, command, command->leg_mask == 0 ? UINT32_MAX : command->leg_mask, st);
+    }
+    if (ledger->prefetch) {
+        for (unsigned i = 0; i < st->leg_count; i++) {
+            if (st->legs[i].currency_id == CURRENCY_NONE) continue;
+            const char *e = (const char *)&ledger->table[st->legs[i].home];
+            for (unsigned k = 0; k < PREFETCH_LINES; k++) __builtin_prefetch(e + 64 * k, 1);
         }
     }
     if (command->transaction_id_length > 0) {
-        ahead->id_hash = bal_idempotency_hash(ledger->ids, command->transaction_id, command->transaction_id_length);
-        bal_idempotency_prefetch(ledger->ids, ahead->id_hash);
+        st->id_hash = bal_idempotency_hash(ledger->ids, command->transaction_id, command->transaction_id_length);
+        if (ledger->prefetch) bal_idempotency_prefetch(ledger->ids, st->id_hash);
     }
 }
 
@@ -409,7 +456,7 @@ void bal_ledger_apply(bal_ledger *ledger, const bal_command *commands, size_t co
     make_room(ledger, commands, count);
     uint64_t evicted_before = bal_idempotency_evicted(ledger->ids);
     for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++) {
-        prefetch_command(ledger, &commands[i], &ledger->ring[i % LOOKAHEAD_RING]);
+        stage_command(ledger, &commands[i], &ledger->ring[i % LOOKAHEAD_RING]);
     }
     uint32_t next_change = 0;
     for (size_t i = 0; i < count; i++) {
@@ -417,27 +464,26 @@ void bal_ledger_apply(bal_ledger *ledger, const bal_command *commands, size_t co
         bal_outcome *outcome = &outcomes[i];
         bal_change *here = &changes[next_change];
         outcome->first_change = next_change;
-        next_change += bal_command_balance_count(command); /* the most this command may write */
         if (i + PREFETCH_DISTANCE < count) {
             size_t ahead = i + PREFETCH_DISTANCE;
-            prefetch_command(ledger, &commands[ahead], &ledger->ring[ahead % LOOKAHEAD_RING]);
+            stage_command(ledger, &commands[ahead], &ledger->ring[ahead % LOOKAHEAD_RING]);
         }
-        const lookahead *hint = &ledger->ring[i % LOOKAHEAD_RING];
-        assert(bal_command_valid(command));
+        staged *st = &ledger->ring[i % LOOKAHEAD_RING];
+        next_change += st->leg_count; /* bal_command_balance_count: the most this command writes */
         if (command->transaction_id_length == 0) {
-            apply_one(ledger, command, hint, outcome, here);
+            apply_one(ledger, command, st, outcome, here);
             continue;
         }
         bal_digest digest = bal_command_digest(command);
         bal_idempotency_view view;
-        if (bal_idempotency_find_hashed(ledger->ids, hint->id_hash, command->transaction_id,
+        if (bal_idempotency_find_hashed(ledger->ids, st->id_hash, command->transaction_id,
                                         command->transaction_id_length, &view)) {
             answer_used(&view, digest, outcome, here);
             continue;
         }
         if (answer_recalled(ledger, command, digest, recalled ? &recalled[i] : NULL, outcome, here)) continue;
-        apply_one(ledger, command, hint, outcome, here);
-        bal_idempotency_insert_hashed(ledger->ids, hint->id_hash, command, digest, outcome, here);
+        apply_one(ledger, command, st, outcome, here);
+        bal_idempotency_insert_hashed(ledger->ids, st->id_hash, command, digest, outcome, here);
     }
     assert(bal_idempotency_evicted(ledger->ids) == evicted_before); /* room was made */
 }
@@ -445,19 +491,19 @@ void bal_ledger_apply(bal_ledger *ledger, const bal_command *commands, size_t co
 bool bal_ledger_check(const bal_ledger *ledger, const bal_command *command, uint16_t leg_mask,
                       uint8_t *leg_results, uint32_t *creates_out) {
     assert(ledger != NULL && command != NULL && leg_results != NULL && creates_out != NULL);
-    bal_leg all[BAL_COMMAND_BALANCES_MAX], mine[BAL_COMMAND_BALANCES_MAX];
-    plan_leg plan[BAL_COMMAND_BALANCES_MAX];
-    unsigned total = bal_command_legs(command, all), count = 0, index[BAL_COMMAND_BALANCES_MAX];
+    staged st;
+    plan_slot plan[BAL_COMMAND_BALANCES_MAX];
+    bal_change legs[BAL_COMMAND_BALANCES_MAX];
+    unsigned total = bal_command_leg_total(command), count = 0, index[BAL_COMMAND_BALANCES_MAX];
     for (unsigned i = 0; i < total; i++) {
-        if ((leg_mask >> i) & 1u) {
-            index[count] = i;
-            mine[count++] = all[i];
-        }
+        if ((leg_mask >> i) & 1u) index[count++] = i;
     }
-    bal_result overall = count > 0 ? plan_legs(ledger, mine, count, NULL, plan) : BAL_RESULT_OK;
+    stage_legs(ledger, command, leg_mask, &st);
+    assert(st.leg_count == count);
+    bal_result overall = count > 0 ? plan_legs(ledger, &st, plan, legs) : BAL_RESULT_OK;
     uint32_t creates = 0;
     for (unsigned k = 0; k < count; k++) {
-        leg_results[index[k]] = (uint8_t)leg_check(&plan[k]);
+        leg_results[index[k]] = (uint8_t)leg_check(&legs[k]);
         creates += plan[k].create ? 1 : 0;
     }
     *creates_out = creates;

@@ -124,8 +124,10 @@ bal_digest bal_command_digest(const bal_command *command) {
     PUT(command->amount);
     PUT(command->has_memo);
     PUT(command->memo_length);
-    memcpy(buffer + length, command->memo, command->memo_length);
-    length += command->memo_length;
+    if (command->memo_length > 0) { /* a call for the common empty memo costs as much as the rest */
+        memcpy(buffer + length, command->memo, command->memo_length);
+        length += command->memo_length;
+    }
     PUT(command->leg_count);
     for (unsigned i = 0; i < command->leg_count; i++) PUT(command->legs[i]);
 #undef PUT
@@ -136,31 +138,24 @@ bal_digest bal_command_digest(const bal_command *command) {
 }
 
 unsigned bal_command_legs(const bal_command *command, bal_leg *legs) {
-    bal_amount amount = command->amount;
-    legs[0] = (bal_leg){command->account_id, command->currency, 0, 0};
-    switch ((bal_op)command->type) {
-    case BAL_OP_DEPOSIT: legs[0].available_delta = amount; return 1;
-    case BAL_OP_WITHDRAW: legs[0].available_delta = -amount; return 1;
-    case BAL_OP_FREEZE: legs[0].available_delta = -amount; legs[0].frozen_delta = amount; return 1;
-    case BAL_OP_UNFREEZE: legs[0].available_delta = amount; legs[0].frozen_delta = -amount; return 1;
-    case BAL_OP_DEDUCT_FROZEN: legs[0].frozen_delta = -amount; return 1;
-    case BAL_OP_TRANSFER:
-        legs[0].available_delta = -amount;
-        legs[1] = (bal_leg){command->to_account_id, command->currency, amount, 0};
-        return 2;
-    case BAL_OP_EVENT:
+    assert(command->type < BAL_OP_COUNT);
+    if (command->type == BAL_OP_EVENT) {
         memcpy(legs, command->legs, command->leg_count * sizeof(bal_leg));
         return command->leg_count;
     }
-    assert(0 && "unknown operation");
-    return 0;
+    bal_op_signs signs = bal_op_leg_signs((bal_op)command->type);
+    legs[0] = (bal_leg){command->account_id, command->currency, bal_amount_signed(command->amount, signs.available),
+                        bal_amount_signed(command->amount, signs.frozen)};
+    if (command->type != BAL_OP_TRANSFER) return 1;
+    legs[1] = (bal_leg){command->to_account_id, command->currency, command->amount, 0};
+    return 2;
 }
 
-static bool legs_valid(const bal_command *command) {
+static bool legs_valid(const bal_command *command, bool check_currencies) {
     if (command->leg_count < 1 || command->leg_count > BAL_EVENT_LEGS_MAX) return false;
     for (unsigned i = 0; i < command->leg_count; i++) {
         const bal_leg *leg = &command->legs[i];
-        if (leg->account_id == 0 || !bal_currency_valid(leg->currency)) return false;
+        if (leg->account_id == 0 || (check_currencies && !bal_currency_valid(leg->currency))) return false;
         if (!bal_money_in_range(leg->available_delta) || !bal_money_in_range(leg->frozen_delta)) return false;
         for (unsigned j = 0; j < i; j++) {
             if (command->legs[j].account_id == leg->account_id &&
@@ -176,7 +171,7 @@ static bool coordination_valid(const bal_command *command) {
     return command->leg_mask == 0 || (command->leg_mask >> total) == 0;
 }
 
-bool bal_command_valid(const bal_command *command) {
+static bool command_valid(const bal_command *command, bool check_currencies) {
     assert(command != NULL);
     if (command->type >= BAL_OP_COUNT) return false;
     if (command->type == BAL_OP_EVENT && (command->leg_count < 1 || command->leg_count > BAL_EVENT_LEGS_MAX)) return false;
@@ -186,17 +181,25 @@ bool bal_command_valid(const bal_command *command) {
     if (command->memo_length > 0 && !command->has_memo) return false;
     if (command->type == BAL_OP_EVENT) {
         /* An EVENT's account and currency are its first leg's: they route it. */
-        return legs_valid(command) && command->account_id == command->legs[0].account_id &&
+        return legs_valid(command, check_currencies) && command->account_id == command->legs[0].account_id &&
                command->currency.code == command->legs[0].currency.code && command->amount == 0 &&
                command->to_account_id == 0;
     }
     if (command->leg_count != 0) return false;
-    if (command->account_id == 0 || !bal_currency_valid(command->currency)) return false;
+    if (command->account_id == 0 || (check_currencies && !bal_currency_valid(command->currency))) return false;
     if (command->amount <= 0 || command->amount > BAL_MONEY_MAX) return false;
     if (command->type == BAL_OP_TRANSFER) {
         return command->to_account_id != 0 && command->to_account_id != command->account_id;
     }
     return command->to_account_id == 0;
+}
+
+bool bal_command_valid(const bal_command *command) {
+    return command_valid(command, true);
+}
+
+bool bal_command_valid_except_currencies(const bal_command *command) {
+    return command_valid(command, false);
 }
 
 /*

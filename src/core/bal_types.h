@@ -125,6 +125,32 @@ bool bal_transaction_id_valid(const char *text, size_t length);
  * memo): equal digests mean "the same request" for idempotency. Time is excluded. */
 bal_digest bal_command_digest(const bal_command *command);
 
+/* A typed operation's first leg as the signs of its amount on available and on frozen:
+ * DEPOSIT (+, 0), WITHDRAW (-, 0), FREEZE (-, +), UNFREEZE (+, -), DEDUCT_FROZEN (0, -),
+ * TRANSFER (-, 0) on the source (its second leg is (+, 0) on the target). */
+typedef struct bal_op_signs {
+    int8_t available;
+    int8_t frozen;
+} bal_op_signs;
+
+static inline bal_op_signs bal_op_leg_signs(bal_op op) {
+    switch (op) {
+    case BAL_OP_DEPOSIT: return (bal_op_signs){1, 0};
+    case BAL_OP_WITHDRAW: return (bal_op_signs){-1, 0};
+    case BAL_OP_FREEZE: return (bal_op_signs){-1, 1};
+    case BAL_OP_UNFREEZE: return (bal_op_signs){1, -1};
+    case BAL_OP_DEDUCT_FROZEN: return (bal_op_signs){0, -1};
+    case BAL_OP_TRANSFER: return (bal_op_signs){-1, 0};
+    case BAL_OP_EVENT: break; /* its legs say it */
+    }
+    return (bal_op_signs){0, 0};
+}
+
+/* amount times a sign of bal_op_leg_signs. */
+static inline bal_amount bal_amount_signed(bal_amount amount, int8_t sign) {
+    return sign > 0 ? amount : sign < 0 ? -amount : 0;
+}
+
 /* Expresses a command as legs (all of them, whatever leg_mask says): DEPOSIT is
  * +available, FREEZE -available +frozen, TRANSFER -available on the source and
  * +available on the target, ... Returns the leg count. */
@@ -154,5 +180,9 @@ bool bal_command_decode(const uint8_t *buffer, size_t length, bal_command *comma
 /* Checks the invariants that the decoder establishes (types, ranges, leg rules). The
  * ledger asserts it on every command it applies. */
 bool bal_command_valid(const bal_command *command);
+/* The same checks except the spelling of currency codes (bal_currency_valid), which costs
+ * a few divisions per code: for the ledger, which checks a code only when it has not
+ * interned it already (every interned code was checked when it was interned). */
+bool bal_command_valid_except_currencies(const bal_command *command);
 
 #endif

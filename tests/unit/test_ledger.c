@@ -451,6 +451,59 @@ static void test_cross_ledgers(void) {
     bal_ledger_destroy(target);
 }
 
+/* After a snapshot round trip every id the original still remembers is found again: a retry
+ * of each is a duplicate with its original sequence, in a memory that is full and has been
+ * evicting (so the index holds holes and wrapped records), with a larger id memory than the
+ * unit tests' default. */
+static bal_ledger *make_ids(uint32_t count_max) {
+    bal_ledger_config config;
+    bal_ledger_config_default(&config);
+    config.balance_capacity = 4096;
+    config.idempotency_count_max = count_max;
+    config.idempotency_bytes_max = 64u << 20;
+    bal_ledger *ledger = NULL;
+    CHECK(bal_ledger_create(&config, &ledger) == BAL_LEDGER_OK);
+    return ledger;
+}
+
+static void test_snapshot_keeps_every_remembered_id(void) {
+    const uint32_t memory = 20000;
+    const int total = 50000;
+    bal_ledger *l = make_ids(memory);
+    run(l, cmd("fund", BAL_OP_DEPOSIT, 7, "USDT", units(1000000)));
+    for (int i = 0; i < total; i++) {
+        char id[24];
+        snprintf(id, sizeof(id), "id-%d", i);
+        bal_command c = i % 4 == 3 ? cmd(id, BAL_OP_TRANSFER, 7, "USDT", units(1))
+                                   : cmd(id, BAL_OP_DEPOSIT, 1 + (uint64_t)(i % 900), "USDT", units(1 + i % 5));
+        if (c.type == BAL_OP_TRANSFER) c.to_account_id = 8 + (uint64_t)(i % 100);
+        run(l, c);
+    }
+    CHECK(bal_ledger_idempotency_count(l) <= memory);
+    uint64_t size = bal_ledger_snapshot_size(l), length = 0;
+    uint8_t *buffer = malloc(size);
+    CHECK(buffer != NULL && bal_ledger_snapshot_encode(l, buffer, size, &length) == BAL_LEDGER_OK);
+    bal_ledger *copy = make_ids(memory);
+    CHECK(bal_ledger_snapshot_decode(copy, buffer, length) == BAL_LEDGER_OK);
+    CHECK(bal_ledger_idempotency_count(copy) == bal_ledger_idempotency_count(l));
+    int found = 0;
+    for (int i = total - 1; i >= 0 && found < (int)bal_ledger_idempotency_count(l) - 1; i--, found++) {
+        char id[24];
+        snprintf(id, sizeof(id), "id-%d", i);
+        bal_command c = i % 4 == 3 ? cmd(id, BAL_OP_TRANSFER, 7, "USDT", units(1))
+                                   : cmd(id, BAL_OP_DEPOSIT, 1 + (uint64_t)(i % 900), "USDT", units(1 + i % 5));
+        if (c.type == BAL_OP_TRANSFER) c.to_account_id = 8 + (uint64_t)(i % 100);
+        bal_ledger_recall recall = {0};
+        bal_outcome mine;
+        bal_change changes[BAL_COMMAND_BALANCES_MAX];
+        CHECK(bal_ledger_peek(copy, &c, &recall, &mine, changes));
+        CHECK(mine.duplicate && mine.result == BAL_RESULT_OK && mine.sequence == (uint64_t)i + 2);
+    }
+    free(buffer);
+    bal_ledger_destroy(l);
+    bal_ledger_destroy(copy);
+}
+
 int main(void) {
     test_codec();
     test_cross_ledgers();
@@ -463,6 +516,7 @@ int main(void) {
     test_capacity();
     test_account_listing();
     test_snapshot_round_trip();
+    test_snapshot_keeps_every_remembered_id();
     test_names();
     return bal_test_finish("test_ledger");
 }
