@@ -48,7 +48,7 @@ static bool answer_known(bal_node *node, bal_cross *cross, bal_outcome *outcome,
         memcpy(&shard->commands[0], cross->command, sizeof(bal_command));
         bal_ledger_recall recall = {0};
         uint64_t foreign = 0;
-        if (bal_shard_recall_one(shard, &recall, &foreign) && foreign != 0) {
+        if (bal_shard_recall_one(shard, k == 0, &recall, &foreign) && foreign != 0) {
             *outcome = (bal_outcome){.sequence = foreign - 1, .result = BAL_RESULT_CONFLICT};
             return true;
         }
@@ -136,7 +136,10 @@ static void execute(bal_node *node, bal_cross *cross, bal_result result, bal_out
         for (unsigned leg = 0; leg < total && j < o->change_count; leg++) {
             if ((cross->masks[k] >> leg) & 1u) changes[leg] = shard->changes[j++];
         }
-        if (k == 0) *outcome = *o; /* shard 0 of the list owns leg 0: its sequence answers */
+        if (k == 0) {
+            *outcome = *o; /* shard 0 of the list owns leg 0: its sequence answers */
+            bal_shard_remember_ids(shard, 1); /* it holds the command's id claim */
+        }
         atomic_store(&shard->acked_lsn, shard->lsns[0]);
         atomic_store(&shard->balance_count, bal_ledger_balance_count(shard->ledger));
         bal_persister_submit(node, shard, 1, shard->outcomes, shard->changes, shard->lsns[0]);
@@ -150,7 +153,9 @@ static void run(bal_node *node, bal_cross *cross) {
     for (uint32_t k = 0; k < cross->shard_count; k++) wait_parked(&node->shards[cross->shards[k]], cross);
     bal_outcome outcome;
     bal_change changes[BAL_COMMAND_BALANCES_MAX];
-    if (!answer_known(node, cross, &outcome, changes)) {
+    if (answer_known(node, cross, &outcome, changes)) {
+        bal_shard_release_claims(&node->shards[cross->shards[0]], 1); /* nothing new was logged */
+    } else {
         bal_result result = decide(node, cross);
         execute(node, cross, result, &outcome, changes);
     }

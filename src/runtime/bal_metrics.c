@@ -58,6 +58,11 @@ static void line(bal_text *t, const char *format, ...) {
     if (n > 0) bal_text_append(t, buffer, (size_t)n < sizeof(buffer) ? (size_t)n : sizeof(buffer) - 1);
 }
 
+/* One counter or gauge without labels: its HELP and TYPE lines and its value. */
+static void scalar(bal_text *t, const char *name, const char *type, const char *help, uint64_t value) {
+    line(t, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name, help, name, type, name, (unsigned long long)value);
+}
+
 static void histogram(bal_text *t, const char *name, const char *help, const bal_histogram *h,
                       const double *bounds, int bucket_count, double scale) {
     line(t, "# HELP %s %s\n# TYPE %s histogram\n", name, help, name);
@@ -124,23 +129,22 @@ void bal_metrics_render(const bal_metrics *m, const bal_metrics_gauges *g, bal_t
         line(t, "balanced_results_total{result=\"%s\"} %llu\n", bal_result_name((bal_result)r),
              (unsigned long long)atomic_load_explicit(&m->results[r], memory_order_relaxed));
     }
-    line(t, "# HELP balanced_duplicates_total Requests answered as duplicates.\n# TYPE balanced_duplicates_total counter\nbalanced_duplicates_total %llu\n",
-         (unsigned long long)atomic_load(&m->duplicates));
-    line(t, "# HELP balanced_decode_errors_total Requests or batch items refused as malformed.\n# TYPE balanced_decode_errors_total counter\nbalanced_decode_errors_total %llu\n",
-         (unsigned long long)atomic_load(&m->decode_errors));
+    scalar(t, "balanced_duplicates_total", "counter", "Requests answered as duplicates.", atomic_load(&m->duplicates));
+    scalar(t, "balanced_decode_errors_total", "counter", "Requests or batch items refused as malformed.", atomic_load(&m->decode_errors));
     line(t, "# HELP balanced_auth_rejected_total Requests refused by authentication or authorisation, by reason.\n# TYPE balanced_auth_rejected_total counter\n");
     for (int r = 0; r < BAL_METRICS_AUTH_REASONS; r++) {
         line(t, "balanced_auth_rejected_total{reason=\"%s\"} %llu\n", auth_reasons[r],
              (unsigned long long)atomic_load_explicit(&m->auth_rejected[r], memory_order_relaxed));
     }
-    line(t, "# HELP balanced_rate_limited_total Requests refused (429) because a key exceeded its budget.\n# TYPE balanced_rate_limited_total counter\nbalanced_rate_limited_total %llu\n",
-         (unsigned long long)atomic_load(&m->rate_limited));
-    line(t, "# HELP balanced_cross_shard_total Commands that spanned shards.\n# TYPE balanced_cross_shard_total counter\nbalanced_cross_shard_total %llu\n",
-         (unsigned long long)atomic_load(&m->cross_shard_commands));
-    line(t, "# HELP balanced_id_lookups_total Transaction ids looked up in the journal store.\n# TYPE balanced_id_lookups_total counter\nbalanced_id_lookups_total %llu\n",
-         (unsigned long long)atomic_load(&m->id_lookups));
-    line(t, "# HELP balanced_snapshots_total Snapshots written.\n# TYPE balanced_snapshots_total counter\nbalanced_snapshots_total %llu\n",
-         (unsigned long long)atomic_load(&m->snapshots_written));
+    scalar(t, "balanced_rate_limited_total", "counter", "Requests refused (429) because a key exceeded its budget.", atomic_load(&m->rate_limited));
+    scalar(t, "balanced_cross_shard_total", "counter", "Commands that spanned shards.", atomic_load(&m->cross_shard_commands));
+    scalar(t, "balanced_id_lookups_total", "counter", "Transaction ids looked up in the journal store.", atomic_load(&m->id_lookups));
+    scalar(t, "balanced_id_filter_skips_total", "counter", "Transaction ids missing from memory that the id filter showed new (no journal look-up).", atomic_load(&m->id_filter_skips));
+    scalar(t, "balanced_id_claim_waits_total", "counter", "Transaction ids that waited for another use of the same id to reach the journal.", atomic_load(&m->id_claim_waits));
+    scalar(t, "balanced_id_filter_ids", "gauge", "Transaction ids added to the id filter since start (with repeats).", g->id_filter_ids);
+    scalar(t, "balanced_journal_lag_ids", "gauge", "Transaction ids logged but not yet in the journal, all shards.", g->journal_lag_ids);
+    scalar(t, "balanced_journal_lag_waits_total", "counter", "Times a shard waited because the journal lag was at --journal-lag-max.", g->journal_lag_waits);
+    scalar(t, "balanced_snapshots_total", "counter", "Snapshots written.", atomic_load(&m->snapshots_written));
     line(t, "# HELP balanced_last_snapshot_timestamp_seconds Unix time of the last snapshot (0: none yet).\n# TYPE balanced_last_snapshot_timestamp_seconds gauge\nbalanced_last_snapshot_timestamp_seconds %lld\n",
          (long long)atomic_load(&m->last_snapshot_unix));
     histogram(t, "balanced_request_duration_seconds", "Time from receipt to response of POST requests.",
@@ -155,18 +159,13 @@ void bal_metrics_render(const bal_metrics *m, const bal_metrics_gauges *g, bal_t
     gauge_per_shard(t, "balanced_persister_lag_records", "Log records applied but not yet in the journal store.",
                     g->persister_lag, g->shard_count);
     gauge_per_shard(t, "balanced_balances", "Balances held by a shard.", g->balances, g->shard_count);
-    line(t, "# HELP balanced_ready Whether the node serves its shards (1) or not (0).\n# TYPE balanced_ready gauge\nbalanced_ready %llu\n",
-         (unsigned long long)g->ready);
-    line(t, "# HELP balanced_data_dir_free_bytes Bytes free for the data directory's file system.\n# TYPE balanced_data_dir_free_bytes gauge\nbalanced_data_dir_free_bytes %llu\n",
-         (unsigned long long)g->data_dir_free_bytes);
-    line(t, "# HELP balanced_data_dir_size_bytes Size of the data directory's file system.\n# TYPE balanced_data_dir_size_bytes gauge\nbalanced_data_dir_size_bytes %llu\n",
-         (unsigned long long)g->data_dir_size_bytes);
+    scalar(t, "balanced_ready", "gauge", "Whether the node serves its shards (1) or not (0).", g->ready);
+    scalar(t, "balanced_data_dir_free_bytes", "gauge", "Bytes free for the data directory's file system.", g->data_dir_free_bytes);
+    scalar(t, "balanced_data_dir_size_bytes", "gauge", "Size of the data directory's file system.", g->data_dir_size_bytes);
     line(t, "# HELP process_cpu_seconds_total User and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\nprocess_cpu_seconds_total %.3f\n",
          g->cpu_seconds);
-    line(t, "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\nprocess_resident_memory_bytes %llu\n",
-         (unsigned long long)g->resident_bytes);
-    line(t, "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\nprocess_open_fds %llu\n",
-         (unsigned long long)g->open_fds);
+    scalar(t, "process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", g->resident_bytes);
+    scalar(t, "process_open_fds", "gauge", "Number of open file descriptors.", g->open_fds);
     line(t, "# HELP process_start_time_seconds Start time of the process since the Unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\nprocess_start_time_seconds %.3f\n",
          g->start_time_seconds);
 }

@@ -41,6 +41,8 @@ typedef struct bal_metrics {
     _Atomic uint64_t commands_applied;
     _Atomic uint64_t cross_shard_commands;
     _Atomic uint64_t id_lookups;               /* ids asked of the journal store */
+    _Atomic uint64_t id_filter_skips;          /* ids not in memory that the id filter showed new */
+    _Atomic uint64_t id_claim_waits;           /* ids that waited for another claim's journal rows */
     _Atomic uint64_t auth_rejected[BAL_METRICS_AUTH_REASONS]; /* by reason, see bal_metrics_auth_reason */
     _Atomic uint64_t rate_limited;             /* requests refused 429 by a key's budget */
     bal_histogram request_duration;            /* seconds, POST routes, receipt to response */
@@ -61,6 +63,9 @@ typedef struct bal_metrics_gauges {
     uint64_t persister_lag[64];     /* log records applied but not yet in the journal store */
     uint64_t balances[64];
     uint64_t ready;
+    uint64_t id_filter_ids;         /* ids added to the id filter (with repeats) */
+    uint64_t journal_lag_ids;       /* ids claimed and not yet in the journal, node-wide */
+    uint64_t journal_lag_waits;     /* times a shard waited because that lag was at its maximum */
     /* The process and its data directory. */
     double cpu_seconds;
     uint64_t resident_bytes;

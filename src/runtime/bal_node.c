@@ -29,6 +29,7 @@
 #include "bal_node_internal.h"
 #include "bal_render.h"
 #include "bal_snapfile.h"
+#include "bal_wait.h"
 
 static bool start_auth(bal_node *node);
 
@@ -53,6 +54,8 @@ void bal_node_config_default(bal_node_config *c) {
     c->snapshot_every = 1000000;
     c->wal_segment_bytes = 64ull << 20;
     c->read_wait_ms = 5000;
+    c->id_filter_bytes = BAL_IDS_FILTER_BYTES_DEFAULT;
+    c->journal_lag_max = BAL_IDS_CLAIMS_DEFAULT;
 }
 
 bool bal_node_config_check(const bal_node_config *c, char *error, size_t size) {
@@ -70,13 +73,23 @@ bool bal_node_config_check(const bal_node_config *c, char *error, size_t size) {
             (unsigned long long)BAL_BALANCES_MAX);
     REQUIRE(c->idempotency_count >= 16 && c->idempotency_count <= BAL_IDEMPOTENCY_COUNT_MAX,
             "idempotency-count must be 16..%u", BAL_IDEMPOTENCY_COUNT_MAX);
-    REQUIRE(c->idempotency_bytes >= (1u << 20) && c->idempotency_bytes <= (64ull << 30), "idempotency-bytes must be 1 MiB..64 GiB");
+    REQUIRE(c->idempotency_bytes >= (1u << 20) && c->idempotency_bytes <= (32ull << 30), "idempotency-bytes must be 1 MiB..32 GiB");
     REQUIRE(c->idempotency_retention_ms >= 1000, "idempotency-retention-ms must be at least 1000");
     REQUIRE(c->batch_max >= 1 && c->batch_max <= BAL_BATCH_ITEMS_MAX, "batch-max must be 1..%u", BAL_BATCH_ITEMS_MAX);
     REQUIRE(c->queue_depth >= BAL_BATCH_ITEMS_MAX && c->queue_depth <= (1u << 24), "queue-depth must be %u..%u",
             BAL_BATCH_ITEMS_MAX, 1u << 24);
     REQUIRE(c->wal_segment_bytes >= 4096 && c->wal_segment_bytes <= (1ull << 30), "wal-segment-bytes must be 4096..1 GiB");
     REQUIRE(c->read_wait_ms >= 1 && c->read_wait_ms <= 600000, "read-wait-ms must be 1..600000");
+    REQUIRE(c->id_filter_bytes >= BAL_IDS_FILTER_BYTES_MIN && c->id_filter_bytes <= BAL_IDS_FILTER_BYTES_MAX &&
+                (c->id_filter_bytes & (c->id_filter_bytes - 1)) == 0,
+            "id-filter-bytes must be a power of two from 1 MiB to 16 GiB");
+    REQUIRE(c->journal_lag_max >= BAL_IDS_CLAIMS_MIN && c->journal_lag_max <= BAL_IDS_CLAIMS_MAX,
+            "journal-lag-max must be %u..%u", BAL_IDS_CLAIMS_MIN, BAL_IDS_CLAIMS_MAX);
+    /* The claims of batches being claimed (at most shards x batch-max) must never fill the
+     * ring: a shard waiting for a slot would then wait for a batch that waits too. */
+    REQUIRE((uint64_t)c->journal_lag_max >= 2ull * c->shard_count * c->batch_max + 2,
+            "journal-lag-max must be at least 2 x shards x batch-max + 2 (%llu here)",
+            2ull * c->shard_count * c->batch_max + 2);
     REQUIRE(c->data_dir[0] != '\0', "data-dir must not be empty");
 #undef REQUIRE
     return true;
@@ -246,16 +259,27 @@ static bool allocate_scratch(bal_shard *shard, size_t batch) {
     shard->recalled_outcomes = calloc(batch, sizeof(bal_outcome));
     shard->recalled_changes = calloc(batch * BAL_COMMAND_BALANCES_MAX, sizeof(bal_change));
     shard->lookup_indexes = calloc(batch, sizeof(uint32_t));
+    shard->id_hashes = calloc(batch, sizeof(uint64_t));
+    shard->fresh = calloc(batch, sizeof(bool));
+    shard->claims = calloc(batch, sizeof(bal_ids_owner));
+    shard->claim_hashes = calloc(batch, sizeof(uint64_t));
+    shard->claim_outcomes = calloc(batch, sizeof(bal_ids_outcome));
+    shard->claim_owners = calloc(batch, sizeof(bal_ids_owner));
+    shard->claim_contested = calloc(batch, sizeof(bool));
     return shard->entries && shard->commands && shard->replies && shard->outcomes && shard->changes &&
            shard->encoded && shard->offsets && shard->lsns && shard->recalls && shard->recalled_commands &&
-           shard->recalled_outcomes && shard->recalled_changes && shard->lookup_indexes;
+           shard->recalled_outcomes && shard->recalled_changes && shard->lookup_indexes && shard->id_hashes &&
+           shard->fresh && shard->claims && shard->claim_hashes && shard->claim_outcomes && shard->claim_owners &&
+           shard->claim_contested;
 }
 
 static void free_scratch(bal_shard *shard) {
     free(shard->entries); free(shard->commands); free(shard->replies); free(shard->outcomes);
     free(shard->changes); free(shard->encoded); free(shard->offsets); free(shard->lsns);
     free(shard->recalls); free(shard->recalled_commands); free(shard->recalled_outcomes);
-    free(shard->recalled_changes); free(shard->lookup_indexes);
+    free(shard->recalled_changes); free(shard->lookup_indexes); free(shard->id_hashes); free(shard->fresh);
+    free(shard->claims); free(shard->claim_hashes); free(shard->claim_outcomes); free(shard->claim_owners);
+    free(shard->claim_contested);
 }
 
 static bool open_log(bal_node *node, bal_shard *shard) {
@@ -325,7 +349,9 @@ static bool open_shard(bal_node *node, uint32_t index) {
         bal_log(BAL_LOG_ERROR, "ledger_create_failed", "\"shard\":%u", index);
         return false;
     }
-    if (node->config.shard_count > 1) bal_ledger_set_forgetful(shard->ledger);
+    /* Always ask about ids missing from memory: the node's id filter (bal_ids.h) answers
+     * most of them without the journal, and the claims need every new id. */
+    bal_ledger_set_forgetful(shard->ledger);
     pthread_mutex_init(&shard->park_mutex, NULL);
     pthread_cond_init(&shard->park_cond, NULL);
     size_t batch = node->config.batch_max;
@@ -569,24 +595,54 @@ static bool open_journal(bal_node *node) {
 static bool init_shared(bal_node *node) {
     pthread_mutex_init(&node->cross_route_mutex, NULL);
     pthread_mutex_init(&node->progress_mutex, NULL);
-    pthread_condattr_t attributes;
-    pthread_condattr_init(&attributes);
-    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
-    pthread_cond_init(&node->progress_cond, &attributes);
-    pthread_condattr_destroy(&attributes);
+    bal_wait_cond_init(&node->progress_cond);
     return bal_queue_init(&node->coordinator_queue, sizeof(bal_cross *), node->config.queue_depth) &&
            bal_queue_init(&node->persister_queue, sizeof(bal_persist_item), 4096);
+}
+
+static void remember_hash(void *context, uint64_t hash) { bal_ids_remember(context, hash); }
+
+/* The id filter starts with every id the journal holds; replay adds the log's newer ones. */
+static bool load_ids(bal_node *node) {
+    if (!bal_ids_create(node->config.id_filter_bytes, node->config.journal_lag_max, node->config.shard_count, &node->ids)) {
+        bal_log(BAL_LOG_ERROR, "id_filter_create_failed", "\"bytes\":%llu", (unsigned long long)node->config.id_filter_bytes);
+        return false;
+    }
+    int64_t start = bal_node_now_ns();
+    uint64_t count = 0;
+    char error[512];
+    if (bal_journal_scan_transaction_hashes(node->writer, remember_hash, node->ids, &count, error, sizeof(error)) !=
+        BAL_JOURNAL_OK) {
+        bal_log(BAL_LOG_ERROR, "id_filter_load_failed", "\"detail\":\"%.300s\"", error);
+        return false;
+    }
+    uint64_t design_ids = node->config.id_filter_bytes * 8 / 16;
+    bal_log(count > design_ids ? BAL_LOG_WARN : BAL_LOG_INFO, "id_filter_loaded",
+            "\"ids\":%llu,\"design_ids\":%llu,\"bytes\":%llu,\"ms\":%.1f", (unsigned long long)count,
+            (unsigned long long)design_ids, (unsigned long long)node->config.id_filter_bytes,
+            (double)(bal_node_now_ns() - start) / 1e6);
+    return true;
+}
+
+/* Replayed ids are in the filter but hold no claims: until their rows are in the journal,
+ * another shard could not find them there. Serving starts once the journal has caught up. */
+static void wait_journal(bal_node *node) {
+    int64_t start = bal_node_now_ns();
+    while (!bal_node_wait_persisted(node, -1, 10000)) {
+        bal_log(BAL_LOG_INFO, "waiting_for_journal", "\"seconds\":%.0f", (double)(bal_node_now_ns() - start) / 1e9);
+    }
 }
 
 static bool recover(bal_node *node) {
     for (uint32_t s = 0; s < node->config.shard_count; s++) {
         if (!open_shard(node, s)) return false;
     }
-    if (!open_journal(node) || !complete_cross_commands(node)) return false;
+    if (!open_journal(node) || !load_ids(node) || !complete_cross_commands(node)) return false;
     if (pthread_create(&node->persister_thread, NULL, bal_persister_main, node) != 0) return false;
     for (uint32_t s = 0; s < node->config.shard_count; s++) {
         if (!replay_shard(node, &node->shards[s])) return false;
     }
+    wait_journal(node);
     return true;
 }
 
@@ -639,17 +695,20 @@ static void close_all(bal_node *node) {
     bal_journal_close(node->writer);
     bal_queue_destroy(&node->coordinator_queue);
     bal_queue_destroy(&node->persister_queue);
+    bal_ids_destroy(node->ids);
 }
 
 static void log_start(const bal_node_config *c) {
     bal_log(BAL_LOG_INFO, "starting",
             "\"listen\":\"%s:%u\",\"data_dir\":\"%.300s\",\"shards\":%u,\"http_threads\":%u,\"balance_capacity\":%llu,"
             "\"idempotency_count\":%u,\"idempotency_bytes\":%llu,\"idempotency_retention_ms\":%lld,\"batch_max\":%u,"
-            "\"queue_depth\":%u,\"snapshot_every\":%llu,\"wal_segment_bytes\":%llu,\"keys_file\":\"%.300s\"",
+            "\"queue_depth\":%u,\"snapshot_every\":%llu,\"wal_segment_bytes\":%llu,\"id_filter_bytes\":%llu,"
+            "\"journal_lag_max\":%u,\"keys_file\":\"%.300s\"",
             c->listen_host, c->listen_port, c->data_dir, c->shard_count, c->http_threads,
             (unsigned long long)c->balance_capacity, c->idempotency_count, (unsigned long long)c->idempotency_bytes,
             (long long)c->idempotency_retention_ms, c->batch_max, c->queue_depth, (unsigned long long)c->snapshot_every,
-            (unsigned long long)c->wal_segment_bytes, c->keys_file[0] ? c->keys_file : "(none)");
+            (unsigned long long)c->wal_segment_bytes, (unsigned long long)c->id_filter_bytes, c->journal_lag_max,
+            c->keys_file[0] ? c->keys_file : "(none)");
 }
 
 int bal_node_run(const bal_node_config *config) {

@@ -31,6 +31,8 @@ typedef struct bal_node_config {
     uint64_t snapshot_every;            /* log records per shard between snapshots; 0: never */
     uint64_t wal_segment_bytes;
     uint32_t read_wait_ms;              /* how long a read waits for the journal to catch up */
+    uint64_t id_filter_bytes;           /* the node's filter of every id used (bal_ids.h) */
+    uint32_t journal_lag_max;           /* ids logged but not yet in the journal, node-wide */
     char keys_file[BAL_NODE_PATH_MAX];  /* API keys (docs/auth.md); empty: no keys, loopback only */
 } bal_node_config;
 

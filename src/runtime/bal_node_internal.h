@@ -22,7 +22,9 @@
 #include "bal_auth.h"
 #include "bal_decode.h"
 #include "bal_http.h"
+#include "bal_ids.h"
 #include "bal_journal.h"
+#include "bal_journal_ids.h"
 #include "bal_ledger.h"
 #include "bal_metrics.h"
 #include "bal_node.h"
@@ -87,6 +89,7 @@ typedef struct bal_persist_item {
     uint32_t shard;
     uint32_t count;
     uint64_t last_lsn;
+    uint64_t claims_mark;      /* the shard's id claims below this are stored with these rows */
     uint8_t *encoded;          /* count commands, back to back */
     uint32_t *offsets;         /* count + 1 */
     bal_outcome *outcomes;     /* first_change indexes into changes */
@@ -122,6 +125,15 @@ typedef struct bal_shard {
     bal_outcome *recalled_outcomes;
     bal_change *recalled_changes;
     uint32_t *lookup_indexes;
+    /* Id claims (bal_ids.h), per command of the batch, and per id claimed at once. */
+    uint64_t *id_hashes;
+    bool *fresh;                     /* the id is new to this shard: the filter gets it; claims[]
+                                      * holds its claim if this batch made one (position 0: none) */
+    bal_ids_owner *claims;
+    uint64_t *claim_hashes;
+    bal_ids_outcome *claim_outcomes;
+    bal_ids_owner *claim_owners;
+    bool *claim_contested;
     /* Parking for the coordinator. */
     pthread_mutex_t park_mutex;
     pthread_cond_t park_cond;
@@ -155,6 +167,7 @@ typedef struct bal_node {
     pthread_mutex_t progress_mutex;  /* with progress_cond: persister progress */
     pthread_cond_t progress_cond;
     bal_auth *auth;                  /* NULL: no keys (loopback only) */
+    bal_ids *ids;                    /* the id filter and claims across shards */
     _Atomic int ready;
     _Atomic int stopping;
     double start_time_seconds;       /* Unix time of the start, for process_start_time_seconds */
@@ -185,10 +198,16 @@ void *bal_shard_main(void *argument);
  * by the shard thread and by recovery (replay = true: no log append, no replies). */
 void bal_shard_flush(bal_shard *shard, size_t count, bool replay);
 bool bal_shard_snapshot(bal_shard *shard);
-/* For the coordinator, with the shard parked, on shard->commands[0]: look the id up in
- * the journal if the ledger may have forgotten it (true if looked up; foreign_out is the
- * sequence + 1 of another shard's use, else 0); append it to the log; sync the log. */
-bool bal_shard_recall_one(bal_shard *shard, bal_ledger_recall *recall_out, uint64_t *foreign_out);
+/* For the coordinator, with the shard parked, on shard->commands[0]: if the ledger does
+ * not hold the id, claim it for this shard (when claim is set: once per command, on its
+ * first shard) and look it up in the journal unless the id filter rules it out (true if
+ * the ledger did not hold it; foreign_out is the sequence + 1 of another shard's use,
+ * else 0). bal_shard_log_one appends it to the log, bal_shard_sync syncs the log. */
+bool bal_shard_recall_one(bal_shard *shard, bool claim, bal_ledger_recall *recall_out, uint64_t *foreign_out);
+/* Gives up the id claims of the batch's first count commands (they were not logged). */
+void bal_shard_release_claims(bal_shard *shard, size_t count);
+/* Adds the ids of the batch's first count commands to the node's id filter. */
+void bal_shard_remember_ids(bal_shard *shard, size_t count);
 void bal_shard_log_one(bal_shard *shard);
 void bal_shard_sync(bal_shard *shard);
 

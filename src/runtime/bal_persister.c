@@ -8,11 +8,15 @@
  * read-your-writes, and the shard that waits before a snapshot.
  */
 #include <assert.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "bal_log.h"
 #include "bal_node_internal.h"
+#include "bal_wait.h"
 
 /* Queue items popped at once; rows written per SQLite transaction at most. */
 #define PERSIST_ITEMS_MAX 256u
@@ -20,7 +24,8 @@
 
 void bal_persister_submit(bal_node *node, bal_shard *shard, size_t count, const bal_outcome *outcomes,
                           const bal_change *changes, uint64_t last_lsn) {
-    bal_persist_item item = {.shard = shard->index, .count = (uint32_t)count, .last_lsn = last_lsn};
+    bal_persist_item item = {.shard = shard->index, .count = (uint32_t)count, .last_lsn = last_lsn,
+                             .claims_mark = bal_ids_next_number(node->ids, shard->index)};
     size_t bytes = shard->offsets[count];
     uint32_t change_total = 0;
     for (size_t i = 0; i < count; i++) change_total += outcomes[i].change_count;
@@ -79,7 +84,8 @@ static bool item_rows(const bal_persist_item *item, bal_journal_row *rows, size_
     return true;
 }
 
-static void write_rows(bal_node *node, uint32_t shard, const bal_journal_row *rows, size_t count, uint64_t last_lsn) {
+static void write_rows(bal_node *node, uint32_t shard, const bal_journal_row *rows, size_t count, uint64_t last_lsn,
+                       uint64_t claims_mark) {
     char error[512];
     bal_journal_status status = bal_journal_write_batch(node->writer, shard, rows, count, last_lsn, NULL, error, sizeof(error));
     if (status != BAL_JOURNAL_OK) {
@@ -88,6 +94,7 @@ static void write_rows(bal_node *node, uint32_t shard, const bal_journal_row *ro
                 shard, bal_journal_status_name(status), error);
         abort();
     }
+    bal_ids_stored(node->ids, shard, claims_mark);
     pthread_mutex_lock(&node->progress_mutex);
     atomic_store(&node->shards[shard].persisted_lsn, last_lsn);
     pthread_cond_broadcast(&node->progress_cond);
@@ -109,30 +116,61 @@ static void checkpoint(bal_node *node, bal_persist_item *item) {
     pthread_mutex_unlock(&node->progress_mutex);
 }
 
-/* Writes a run of items, merging consecutive ones of the same shard. */
+/* Writes every item of one shard among items[0, n) (no checkpoints among them), in order,
+ * in as few transactions as the row buffer allows; marks them written. A transaction of
+ * many rows is much cheaper per row than several small ones (each commit rewrites the index
+ * pages it touched), and with several shards the queue interleaves their batches. */
+static void persist_shard(bal_node *node, bal_persist_item *items, size_t n, bool *written, uint32_t shard,
+                          bal_journal_row *rows) {
+    size_t row_count = 0;
+    uint64_t last_lsn = 0, claims_mark = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (written[i] || items[i].shard != shard) continue;
+        if (!item_rows(&items[i], rows, &row_count)) {
+            assert(row_count > 0 && last_lsn > 0);
+            write_rows(node, shard, rows, row_count, last_lsn, claims_mark);
+            row_count = 0;
+            bool fits = item_rows(&items[i], rows, &row_count);
+            assert(fits); /* one item's rows always fit an empty buffer */
+            (void)fits;
+        }
+        last_lsn = items[i].last_lsn;
+        claims_mark = items[i].claims_mark;
+        free_item(&items[i]);
+        written[i] = true;
+    }
+    assert(last_lsn > 0);
+    write_rows(node, shard, rows, row_count, last_lsn, claims_mark);
+}
+
+/* Writes the popped items: each shard's batches together, a checkpoint request only after
+ * everything queued before it. Within a shard the order is kept (positions only grow). */
 static void persist(bal_node *node, bal_persist_item *items, size_t n, bal_journal_row *rows) {
-    size_t i = 0;
-    while (i < n) {
-        if (items[i].encoded == NULL) {
-            checkpoint(node, &items[i]);
-            i++;
-            continue;
+    bool written[PERSIST_ITEMS_MAX] = {false};
+    assert(n <= PERSIST_ITEMS_MAX);
+    size_t start = 0;
+    while (start < n) {
+        size_t end = start;
+        while (end < n && items[end].encoded != NULL) end++;
+        for (size_t i = start; i < end; i++) {
+            if (!written[i]) persist_shard(node, items + i, end - i, written + i, items[i].shard, rows);
         }
-        uint32_t shard = items[i].shard;
-        size_t row_count = 0;
-        uint64_t last_lsn = 0;
-        while (i < n && items[i].encoded != NULL && items[i].shard == shard && item_rows(&items[i], rows, &row_count)) {
-            last_lsn = items[i].last_lsn;
-            free_item(&items[i]);
-            i++;
-        }
-        assert(last_lsn > 0);
-        write_rows(node, shard, rows, row_count, last_lsn);
+        if (end < n) checkpoint(node, &items[end]);
+        start = end + 1;
     }
 }
 
+/* The journal is off the hot path: its lag is bounded (--journal-lag-max) and absorbs
+ * bursts, while a request waits for the HTTP and shard threads. On a machine whose cores are
+ * all busy, the persister's long SQLite transactions would otherwise take whole scheduler
+ * slices from threads a response waits for. */
+#define PERSIST_NICE 10
+
 void *bal_persister_main(void *argument) {
     bal_node *node = argument;
+    if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), PERSIST_NICE) != 0) {
+        bal_log(BAL_LOG_WARN, "persister_priority", "\"detail\":\"could not lower the persister's priority\"");
+    }
     bal_persist_item *items = calloc(PERSIST_ITEMS_MAX, sizeof(bal_persist_item));
     bal_journal_row *rows = malloc(PERSIST_ROWS_MAX * sizeof(bal_journal_row));
     if (items == NULL || rows == NULL) abort();
@@ -151,14 +189,7 @@ bool bal_node_wait_persisted(bal_node *node, int64_t shard, uint32_t timeout_ms)
     uint32_t first = shard < 0 ? 0 : (uint32_t)shard;
     uint32_t last = shard < 0 ? node->config.shard_count : (uint32_t)shard + 1;
     for (uint32_t s = first; s < last; s++) targets[s] = atomic_load(&node->shards[s].acked_lsn);
-    struct timespec deadline;
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += timeout_ms / 1000;
-    deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-    if (deadline.tv_nsec >= 1000000000L) {
-        deadline.tv_sec++;
-        deadline.tv_nsec -= 1000000000L;
-    }
+    struct timespec deadline = bal_wait_deadline(timeout_ms);
     pthread_mutex_lock(&node->progress_mutex);
     bool caught_up = false;
     for (;;) {

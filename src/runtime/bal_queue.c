@@ -2,6 +2,7 @@
  * bal_queue.c -- the bounded queue of bal_queue.h: a ring of item_size slots.
  */
 #include "bal_queue.h"
+#include "bal_wait.h"
 
 #include <assert.h>
 #include <errno.h>
@@ -17,12 +18,8 @@ bool bal_queue_init(bal_queue *queue, size_t item_size, size_t capacity) {
     queue->item_size = item_size;
     queue->capacity = capacity;
     pthread_mutex_init(&queue->mutex, NULL);
-    pthread_condattr_t attributes;
-    pthread_condattr_init(&attributes);
-    pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC);
-    pthread_cond_init(&queue->not_empty, &attributes);
-    pthread_cond_init(&queue->not_full, &attributes);
-    pthread_condattr_destroy(&attributes);
+    bal_wait_cond_init(&queue->not_empty);
+    bal_wait_cond_init(&queue->not_full);
     return true;
 }
 
@@ -59,16 +56,7 @@ size_t bal_queue_pop(bal_queue *queue, void *items, size_t max, int timeout_ms) 
     assert(max > 0);
     pthread_mutex_lock(&queue->mutex);
     if (queue->count == 0 && !queue->closed && timeout_ms != 0) {
-        struct timespec deadline;
-        clock_gettime(CLOCK_MONOTONIC, &deadline);
-        if (timeout_ms > 0) {
-            deadline.tv_sec += timeout_ms / 1000;
-            deadline.tv_nsec += (long)(timeout_ms % 1000) * 1000000L;
-            if (deadline.tv_nsec >= 1000000000L) {
-                deadline.tv_sec++;
-                deadline.tv_nsec -= 1000000000L;
-            }
-        }
+        struct timespec deadline = bal_wait_deadline(timeout_ms > 0 ? (uint32_t)timeout_ms : 0);
         while (queue->count == 0 && !queue->closed) {
             if (timeout_ms < 0) {
                 pthread_cond_wait(&queue->not_empty, &queue->mutex);

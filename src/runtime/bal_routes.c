@@ -540,6 +540,9 @@ static void get_metrics(bal_node *node, bal_http_request *request) {
     memset(&gauges, 0, sizeof(gauges));
     gauges.shard_count = node->config.shard_count;
     gauges.ready = (uint64_t)atomic_load(&node->ready);
+    gauges.id_filter_ids = bal_ids_remembered(node->ids);
+    gauges.journal_lag_ids = bal_ids_unstored(node->ids);
+    gauges.journal_lag_waits = bal_ids_ring_waits(node->ids);
     bal_metrics_process(&gauges, node->config.data_dir, node->start_time_seconds);
     for (uint32_t s = 0; s < node->config.shard_count && s < 64; s++) {
         bal_shard *shard = &node->shards[s];

@@ -2,8 +2,9 @@
  * bal_shard.c -- one shard: its queue, ledger, log and snapshots, on one thread.
  *
  * The loop takes what its queue holds (up to batch_max entries) and runs the commands as
- * one batch: ids that may have left the ledger's memory are looked up in the journal in
- * one query; each command is appended to the log; one fdatasync makes the whole batch
+ * one batch: ids the ledger's memory does not hold are claimed node-wide (bal_ids.h) and,
+ * unless the node's id filter rules them out, looked up in the journal in one query; each
+ * command is appended to the log; one fdatasync makes the whole batch
  * durable (group commit: the more requests wait, the larger the next batch); the ledger
  * applies the batch; only then do the callers get their results; the batch goes to the
  * persister. A PARK entry (a command spanning shards) or a read ends a batch, so that
@@ -101,6 +102,101 @@ static void look_up_ids(bal_shard *shard, size_t count, size_t wanted, uint64_t 
     free(texts);
 }
 
+/* Waits until a claim that blocks ours is stored in the journal or given up. The owner's
+ * progress never depends on this thread: its rows are already with the persister. */
+static void wait_for_owner(bal_shard *shard, bal_ids_owner owner) {
+    atomic_fetch_add(&shard->node->metrics.id_claim_waits, 1);
+    while (!bal_ids_wait_stored(shard->node->ids, owner, 10000)) {
+        bal_log(BAL_LOG_WARN, "id_claim_wait", "\"shard\":%u,\"owner_shard\":%u,\"claim\":%llu", shard->index,
+                owner.shard, (unsigned long long)owner.number);
+    }
+}
+
+/* Gives up the claims one bal_ids_claim call made (outcome CLAIMED). */
+static void release_round(bal_shard *shard, size_t wanted) {
+    for (size_t k = 0; k < wanted; k++) {
+        if (shard->claim_outcomes[k] != BAL_IDS_CLAIMED) continue;
+        bal_ids_release(shard->node->ids, &shard->claim_hashes[k], &shard->claim_owners[k], 1);
+    }
+}
+
+/* Claims the ids of the wanted commands (those listed in lookup_indexes) for this shard.
+ * An id held in flight by another shard, or logged by this shard in an earlier batch and
+ * already gone from its memory, is contested: the shard gives up every claim of this
+ * round, waits until the owner's rows are stored (or the claim given up), and claims the
+ * whole list again. Giving up first means that a shard never waits while holding claims
+ * of its batch, so no two shards can wait for each other; the claims it keeps meanwhile
+ * are those of batches already with the persister, which stores them without any shard's
+ * help. contested_out[k] says whether the id was ever contested (then the journal must
+ * be asked about it). */
+static void claim_ids(bal_shard *shard, size_t wanted, bool *contested_out) {
+    bal_ids *ids = shard->node->ids;
+    uint64_t first = bal_ids_next_number(ids, shard->index);
+    for (size_t k = 0; k < wanted; k++) {
+        shard->claim_hashes[k] = shard->id_hashes[shard->lookup_indexes[k]];
+        contested_out[k] = false;
+    }
+    for (;;) {
+        bal_ids_claim(ids, shard->index, first, shard->claim_hashes, wanted, shard->claim_outcomes, shard->claim_owners);
+        size_t contested = wanted;
+        for (size_t k = 0; k < wanted; k++) {
+            if (shard->claim_outcomes[k] != BAL_IDS_CONTESTED) continue;
+            contested_out[k] = true;
+            if (contested == wanted) contested = k;
+        }
+        if (contested == wanted) break;
+        bal_ids_owner owner = shard->claim_owners[contested];
+        release_round(shard, wanted);
+        wait_for_owner(shard, owner);
+    }
+    for (size_t k = 0; k < wanted; k++) {
+        if (shard->claim_outcomes[k] != BAL_IDS_CLAIMED) continue;
+        uint32_t i = shard->lookup_indexes[k];
+        shard->fresh[i] = true;
+        shard->claims[i] = shard->claim_owners[k];
+    }
+}
+
+/* Of the wanted commands (ids not in the ledger's memory), keeps in lookup_indexes those the
+ * journal must be asked about: contested ids, and ids the filter may know. Returns how
+ * many. Without claim (recovery, or a command's second shard), only the filter decides. */
+static size_t select_lookups(bal_shard *shard, size_t wanted, bool claim) {
+    bal_ids *ids = shard->node->ids;
+    for (size_t k = 0; k < wanted; k++) {
+        uint32_t i = shard->lookup_indexes[k];
+        const bal_command *c = &shard->commands[i];
+        shard->id_hashes[i] = bal_journal_transaction_hash(c->transaction_id, c->transaction_id_length);
+        shard->claims[i] = (bal_ids_owner){0};
+        shard->fresh[i] = !claim; /* recovery: remember every replayed id that memory lacks */
+    }
+    if (claim) claim_ids(shard, wanted, shard->claim_contested);
+    size_t asked = 0;
+    for (size_t k = 0; k < wanted; k++) {
+        uint32_t i = shard->lookup_indexes[k];
+        bool ask = (claim && shard->claim_contested[k]) || bal_ids_may_know(ids, shard->id_hashes[i]);
+        if (ask) shard->lookup_indexes[asked++] = i;
+    }
+    atomic_fetch_add_explicit(&shard->node->metrics.id_filter_skips, wanted - asked, memory_order_relaxed);
+    return asked;
+}
+
+/* Gives up the claim this batch made for command i, if it made one. */
+static void release_claim(bal_shard *shard, size_t i) {
+    if (!shard->fresh[i] || shard->claims[i].position == 0) return;
+    bal_ids_release(shard->node->ids, &shard->id_hashes[i], &shard->claims[i], 1);
+    shard->fresh[i] = false;
+}
+
+void bal_shard_release_claims(bal_shard *shard, size_t count) {
+    for (size_t i = 0; i < count; i++) release_claim(shard, i);
+}
+
+void bal_shard_remember_ids(bal_shard *shard, size_t count) {
+    for (size_t i = 0; i < count; i++) {
+        if (shard->fresh[i]) bal_ids_remember(shard->node->ids, shard->id_hashes[i]);
+    }
+}
+
 static void encode_and_append(bal_shard *shard, size_t count) {
     shard->offsets[0] = 0;
     for (size_t i = 0; i < count; i++) {
@@ -125,7 +221,8 @@ static void append_to_log(bal_shard *shard, size_t count) {
     bal_shard_sync(shard);
 }
 
-/* Drops commands whose id another shard already used: answered conflict, never logged. */
+/* Drops commands whose id another shard already used: answered conflict, never logged
+ * (their claims, if any, are given up). */
 static size_t drop_foreign(bal_shard *shard, size_t count, const uint64_t *foreign, bool replay) {
     size_t kept = 0;
     for (size_t i = 0; i < count; i++) {
@@ -134,10 +231,14 @@ static size_t drop_foreign(bal_shard *shard, size_t count, const uint64_t *forei
                 shard->commands[kept] = shard->commands[i];
                 shard->replies[kept] = shard->replies[i];
                 shard->recalls[kept] = shard->recalls[i];
+                shard->id_hashes[kept] = shard->id_hashes[i];
+                shard->fresh[kept] = shard->fresh[i];
+                shard->claims[kept] = shard->claims[i];
             }
             kept++;
             continue;
         }
+        release_claim(shard, i);
         bal_outcome conflict = {.sequence = foreign[i] - 1, .result = BAL_RESULT_CONFLICT};
         atomic_fetch_add(&shard->node->metrics.results[BAL_RESULT_CONFLICT], 1);
         if (!replay) bal_node_reply(shard->node, &shard->replies[i], &shard->commands[i], &conflict, NULL);
@@ -154,10 +255,13 @@ static void count_results(bal_shard *shard, size_t count) {
     atomic_fetch_add_explicit(&m->commands_applied, count, memory_order_relaxed);
 }
 
-bool bal_shard_recall_one(bal_shard *shard, bal_ledger_recall *recall_out, uint64_t *foreign_out) {
+bool bal_shard_recall_one(bal_shard *shard, bool claim, bal_ledger_recall *recall_out, uint64_t *foreign_out) {
     uint64_t foreign = 0;
+    shard->fresh[0] = false;
     size_t wanted = bal_ledger_prepare(shard->ledger, shard->commands, 1, shard->lookup_indexes);
-    look_up_ids(shard, 1, wanted, &foreign, false);
+    size_t asked = select_lookups(shard, wanted, claim);
+    if (!claim) shard->fresh[0] = false; /* only the command's first shard remembers it */
+    look_up_ids(shard, 1, asked, &foreign, false);
     *recall_out = shard->recalls[0];
     *foreign_out = foreign;
     return wanted > 0;
@@ -169,11 +273,14 @@ void bal_shard_flush(bal_shard *shard, size_t count, bool replay) {
     uint64_t *foreign = count <= 1 ? foreign_static : calloc(count, sizeof(uint64_t));
     if (foreign == NULL) shard_fatal(shard, "out_of_memory", "batch");
     foreign[0] = 0;
+    memset(shard->fresh, 0, count * sizeof(bool));
     size_t wanted = bal_ledger_prepare(shard->ledger, shard->commands, count, shard->lookup_indexes);
-    look_up_ids(shard, count, wanted, foreign, replay);
+    size_t asked = select_lookups(shard, wanted, !replay);
+    look_up_ids(shard, count, asked, foreign, replay);
     count = drop_foreign(shard, count, foreign, replay);
     if (foreign != foreign_static) free(foreign);
     if (count == 0) return;
+    bal_shard_remember_ids(shard, count);
     if (!replay) append_to_log(shard, count);
     int64_t start = bal_node_now_ns();
     bal_ledger_apply(shard->ledger, shard->commands, count, shard->recalls, shard->outcomes, shard->changes);
