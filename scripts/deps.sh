@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   build-essential cmake pkg-config
   clang llvm libclang-rt-14-dev        # libFuzzer and the sanitizer runtimes
-  libssl-dev libsqlite3-dev             # hashing/HMAC; the embedded journal store
+  libssl-dev libsqlite3-dev             # the tests' SHA-256/HMAC oracle; the embedded journal store
   librdkafka-dev libmariadb-dev libhiredis-dev   # cluster adapters (Kafka, MariaDB, Redis)
   python3 curl sqlite3                  # black-box tests and their tools
   libjansson-dev libcjson-dev           # benchmark comparison only

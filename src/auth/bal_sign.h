@@ -6,7 +6,7 @@
  *       METHOD + "\n" + PATH_WITH_QUERY + "\n" + TIMESTAMP + "\n" + NONCE + "\n" + hex(SHA256(body)))
  *
  * TIMESTAMP is the X-Timestamp header as sent (Unix milliseconds, decimal), NONCE the
- * X-Nonce header as sent. Uses OpenSSL's libcrypto.
+ * X-Nonce header as sent. SHA-256 and HMAC come from bal_sha256.h.
  */
 #ifndef BAL_SIGN_H
 #define BAL_SIGN_H
@@ -20,8 +20,7 @@
 /* Secrets up to this length keep a keyed context per thread between calls. */
 #define BAL_SIGN_SECRET_CACHE_MAX 256
 
-/* SHA-256(data). Reuses a digest context per thread: OpenSSL's one-shot calls allocate
-   (and SHA256() also looks the algorithm up by name) on every call. */
+/* SHA-256(data). */
 void bal_sign_sha256(const void *data, size_t length, uint8_t out[BAL_SIGN_DIGEST_BYTES]);
 
 /* Lower-case hex of SHA-256(data): 64 characters and a NUL. */
