@@ -23,6 +23,17 @@ typedef struct sign_cache {
 
 static _Thread_local sign_cache thread_cache = {.secret_length = SIZE_MAX};
 
+/* The cache holds a secret and its HMAC states: wiped when its thread ends (a key whose
+ * value is the thread's cache; the destructor runs for non-NULL values only). */
+static pthread_key_t wipe_key;
+static pthread_once_t wipe_once = PTHREAD_ONCE_INIT;
+
+static void wipe_cache(void *value) { explicit_bzero(value, sizeof(sign_cache)); }
+
+static void create_wipe_key(void) {
+    if (pthread_key_create(&wipe_key, wipe_cache) != 0) abort();
+}
+
 static void to_hex(const unsigned char *bytes, size_t length, char *out) {
     static const char digits[] = "0123456789abcdef";
     for (size_t i = 0; i < length; i++) {
@@ -48,6 +59,8 @@ static const bal_hmac_sha256_key *keyed(const void *secret, size_t secret_length
     bool same = cache->secret_length == secret_length && secret_length <= sizeof(cache->secret) &&
                 memcmp(cache->secret, secret, secret_length) == 0;
     if (!same) {
+        pthread_once(&wipe_once, create_wipe_key);
+        if (pthread_getspecific(wipe_key) == NULL && pthread_setspecific(wipe_key, cache) != 0) abort();
         bal_hmac_sha256_key_init(&cache->key, secret, secret_length);
         if (secret_length <= sizeof(cache->secret)) {
             memcpy(cache->secret, secret, secret_length);
