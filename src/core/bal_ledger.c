@@ -430,7 +430,11 @@ static void make_room(bal_ledger *ledger, const bal_command *commands, size_t co
  * that the cache misses of several commands overlap. Asserts the command's validity: every
  * command is staged exactly once before it is applied. */
 static void stage_command(bal_ledger *ledger, const bal_command *command, staged *st) {
-    assert(bal_command_valid_except_currencies(command));
+    if (command->type != BAL_OP_EVENT) {
+        assert(bal_command_typed_valid_except_currency(command));
+    } else {
+        assert(bal_command_valid_except_currencies(command));
+    }
     if (command->type != BAL_OP_EVENT && command->leg_mask == 0) {
         stage_typed(ledger, command, st);
     } else {

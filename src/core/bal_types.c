@@ -185,13 +185,8 @@ static bool command_valid(const bal_command *command, bool check_currencies) {
                command->currency.code == command->legs[0].currency.code && command->amount == 0 &&
                command->to_account_id == 0;
     }
-    if (command->leg_count != 0) return false;
-    if (command->account_id == 0 || (check_currencies && !bal_currency_valid(command->currency))) return false;
-    if (command->amount <= 0 || command->amount > BAL_MONEY_MAX) return false;
-    if (command->type == BAL_OP_TRANSFER) {
-        return command->to_account_id != 0 && command->to_account_id != command->account_id;
-    }
-    return command->to_account_id == 0;
+    return bal_command_typed_valid_except_currency(command) &&
+           (!check_currencies || bal_currency_valid(command->currency));
 }
 
 bool bal_command_valid(const bal_command *command) {

@@ -185,4 +185,20 @@ bool bal_command_valid(const bal_command *command);
  * interned it already (every interned code was checked when it was interned). */
 bool bal_command_valid_except_currencies(const bal_command *command);
 
+/* The whole of bal_command_valid_except_currencies for a typed (non-EVENT) command, inline:
+ * the ledger asserts it for every command it stages, and out of line that assertion cost
+ * about a sixth of a typed command's instructions. False for an EVENT. */
+static inline bool bal_command_typed_valid_except_currency(const bal_command *command) {
+    unsigned type = command->type, total = type == BAL_OP_TRANSFER ? 2u : 1u;
+    bool coordination = command->decided <= BAL_RESULT_COUNT && command->decided != 1 + BAL_RESULT_CONFLICT &&
+                        (command->leg_mask >> total) == 0;
+    bool sizes = command->transaction_id_length <= BAL_TRANSACTION_ID_LENGTH_MAX &&
+                 command->memo_length <= BAL_MEMO_LENGTH_MAX && (command->memo_length == 0 || command->has_memo) &&
+                 command->leg_count == 0;
+    bool fields = command->account_id != 0 && command->amount > 0 && command->amount <= BAL_MONEY_MAX &&
+                  (type == BAL_OP_TRANSFER ? command->to_account_id != 0 && command->to_account_id != command->account_id
+                                           : command->to_account_id == 0);
+    return type < BAL_OP_EVENT && coordination && sizes && fields;
+}
+
 #endif
