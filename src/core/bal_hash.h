@@ -66,26 +66,47 @@ static inline uint64_t bal_hash_bytes(const void *data, size_t length, uint64_t 
 }
 
 /* Two independent 64-bit lanes in one pass: a 128-bit digest for the cost of one walk. */
+/* bal_hash_bytes128 in three steps, for a caller that has its words in registers: start
+ * with the total length, feed each full 8-byte word in order, finish with the last
+ * 1..7 bytes (as bal_hash_tail would read them; tail_length 0: none). */
+typedef struct bal_hash128_state {
+    uint64_t a, b;
+} bal_hash128_state;
+
+static inline bal_hash128_state bal_hash128_start(size_t total_length) {
+    bal_hash128_state h = {bal_hash_mix(total_length ^ BAL_HASH_P0, BAL_HASH_P1),
+                           bal_hash_mix(total_length ^ BAL_HASH_P3, BAL_HASH_P2)};
+    return h;
+}
+
+static inline void bal_hash128_word(bal_hash128_state *h, uint64_t word) {
+    h->a = bal_hash_mix(h->a ^ word, BAL_HASH_P2);
+    h->b = bal_hash_mix(h->b ^ word ^ BAL_HASH_P0, BAL_HASH_P3);
+}
+
+static inline void bal_hash128_finish(bal_hash128_state *h, uint64_t tail, size_t tail_length, uint64_t *low_out,
+                                      uint64_t *high_out) {
+    if (tail_length > 0) {
+        uint64_t word = tail ^ ((uint64_t)tail_length << 56);
+        h->a = bal_hash_mix(h->a ^ word, BAL_HASH_P3);
+        h->b = bal_hash_mix(h->b ^ word ^ BAL_HASH_P1, BAL_HASH_P0);
+    }
+    *low_out = bal_hash_mix(h->a, BAL_HASH_P0 ^ BAL_HASH_P3);
+    *high_out = bal_hash_mix(h->b, BAL_HASH_P1 ^ BAL_HASH_P2);
+}
+
 static inline void bal_hash_bytes128(const void *data, size_t length, uint64_t *low_out, uint64_t *high_out) {
     const uint8_t *bytes = (const uint8_t *)data;
     size_t total = length;
-    uint64_t a = bal_hash_mix(length ^ BAL_HASH_P0, BAL_HASH_P1);
-    uint64_t b = bal_hash_mix(length ^ BAL_HASH_P3, BAL_HASH_P2);
+    bal_hash128_state h = bal_hash128_start(length);
     while (length >= 8) {
         uint64_t word;
         memcpy(&word, bytes, 8);
-        a = bal_hash_mix(a ^ word, BAL_HASH_P2);
-        b = bal_hash_mix(b ^ word ^ BAL_HASH_P0, BAL_HASH_P3);
+        bal_hash128_word(&h, word);
         bytes += 8;
         length -= 8;
     }
-    if (length > 0) {
-        uint64_t word = bal_hash_tail(bytes, length, total) ^ ((uint64_t)length << 56);
-        a = bal_hash_mix(a ^ word, BAL_HASH_P3);
-        b = bal_hash_mix(b ^ word ^ BAL_HASH_P1, BAL_HASH_P0);
-    }
-    *low_out = bal_hash_mix(a, BAL_HASH_P0 ^ BAL_HASH_P3);
-    *high_out = bal_hash_mix(b, BAL_HASH_P1 ^ BAL_HASH_P2);
+    bal_hash128_finish(&h, length > 0 ? bal_hash_tail(bytes, length, total) : 0, length, low_out, high_out);
 }
 
 /* Range reduction without a modulo: maps a 64-bit hash onto [0, range). */

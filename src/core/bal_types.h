@@ -124,6 +124,9 @@ bool bal_transaction_id_valid(const char *text, size_t length);
 /* The digest of a command's normalised content (type, accounts, currency, amounts, legs,
  * memo): equal digests mean "the same request" for idempotency. Time is excluded. */
 bal_digest bal_command_digest(const bal_command *command);
+/* The same digest by the general path alone (every field into a buffer, then hashed): for
+ * tests that check the fast path for typed commands against it. */
+bal_digest bal_command_digest_general(const bal_command *command);
 
 /* A typed operation's first leg as the signs of its amount on available and on frozen:
  * DEPOSIT (+, 0), WITHDRAW (-, 0), FREEZE (-, +), UNFREEZE (+, -), DEDUCT_FROZEN (0, -),

@@ -416,6 +416,43 @@ static void test_codec(void) {
     CHECK(!bal_command_decode(buffer, length, &back));
 }
 
+/* Digests are kept in snapshots: their values may never change. Known answers (computed
+ * by the general path), and the fast path for typed commands against the general one. */
+static void test_digest_values(void) {
+    struct { bal_command c; uint64_t low, high; } known[4];
+    known[0].c = cmd("k", BAL_OP_DEPOSIT, 42, "USDT", units(12345) / 100);
+    known[0].low = 0xbb0660fc9cebe230ull, known[0].high = 0xf705044256a1d0a8ull;
+    known[1].c = cmd("k", BAL_OP_TRANSFER, 0xfedcba9876543210ull, "BTC", BAL_MONEY_MAX);
+    known[1].c.to_account_id = 7;
+    known[1].low = 0xa32a1c024b2b183aull, known[1].high = 0xd2cd8548bb8580cdull;
+    known[2].c = known[1].c;
+    known[2].c.has_memo = 1, known[2].c.memo_length = 5;
+    memcpy(known[2].c.memo, "hello", 5);
+    known[2].low = 0xf1ac86477ddee72bull, known[2].high = 0x5969b05d85c460c0ull;
+    known[3].c = known[1].c;
+    known[3].c.has_memo = 1; /* an empty memo: not the same content as no memo */
+    known[3].low = 0x49f678080e320393ull, known[3].high = 0x1afaf1e919936ff7ull;
+    for (int i = 0; i < 4; i++) {
+        bal_digest d = bal_command_digest(&known[i].c);
+        CHECK(d.low == known[i].low && d.high == known[i].high);
+        CHECK(bal_digest_equal(d, bal_command_digest_general(&known[i].c)));
+    }
+    uint64_t x = 0x243F6A8885A308D3ull;
+    for (int i = 0; i < 20000; i++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        uint64_t y = x * 0x9E3779B97F4A7C15ull;
+        bal_command c = cmd("r", (bal_op)(x % 6), 1 + (y >> 3), (x >> 40) & 1 ? "USDT" : "ETH", 1);
+        c.amount = (bal_amount)(((unsigned __int128)y << 64 | x) % (unsigned __int128)BAL_MONEY_MAX) + 1;
+        c.to_account_id = (x >> 20) & 1 ? y ^ x : 0;
+        c.has_memo = (uint8_t)((x >> 30) & 1);
+        if (c.has_memo && ((x >> 31) & 1)) {
+            c.memo_length = (uint16_t)(1 + (x >> 33) % 16);
+            memset(c.memo, 'a' + (int)(x % 26), c.memo_length);
+        }
+        CHECK(bal_digest_equal(bal_command_digest(&c), bal_command_digest_general(&c)));
+    }
+}
+
 /* A transfer across two ledgers, as the coordinator runs it: check both, then apply the
  * decided record with each ledger's own leg. */
 static void test_cross_ledgers(void) {
@@ -506,6 +543,7 @@ static void test_snapshot_keeps_every_remembered_id(void) {
 
 int main(void) {
     test_codec();
+    test_digest_values();
     test_cross_ledgers();
     test_typed_operations();
     test_transfer_and_overflow();
