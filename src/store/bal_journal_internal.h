@@ -106,6 +106,11 @@ struct bal_journal {
     bal_journal_order_key *order;
     bal_journal_order_key *order_scratch;
     size_t order_capacity;
+    /* Writer: descriptors of the -wal and database files of our own, opened on first use,
+     * through which each committed batch's pages are handed to the disk at once (see
+     * bal_journal_start_writeback); -1 while not open. */
+    int writeback_fds[2];
+    uint64_t writeback_count;
 };
 
 /* u64 -> SQLite integer: the two's-complement bit pattern (see bal_journal.h), written

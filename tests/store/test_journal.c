@@ -7,9 +7,11 @@
  *
  * Usage: test_journal [case]; without a case every case runs. CTest runs one per case.
  */
+#include <dirent.h>
 #include <pthread.h>
 #include <sqlite3.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "bal_hash.h"
 #include "bal_journal_internal.h"
@@ -1314,6 +1316,52 @@ static void test_checkpoint(void) {
     test_dir_remove(&dir);
 }
 
+/* ---------------------------------------------------------------- writeback */
+
+/* Descriptors of this process open on a path that starts with prefix. */
+static int fds_open_on(const char *prefix) {
+    int count = 0;
+    DIR *fds = opendir("/proc/self/fd");
+    if (fds == NULL) return -1;
+    for (struct dirent *entry; (entry = readdir(fds)) != NULL;) {
+        char link[300], target[512];
+        snprintf(link, sizeof link, "/proc/self/fd/%s", entry->d_name);
+        ssize_t length = readlink(link, target, sizeof target - 1);
+        if (length <= 0) continue;
+        target[length] = '\0';
+        if (strncmp(target, prefix, strlen(prefix)) == 0) count++;
+    }
+    closedir(fds);
+    return count;
+}
+
+/* Each committed batch hands its pages to the disk through two descriptors of the writer's
+ * own (-wal and database), opened once and closed with the handle; a refused batch does not. */
+static void test_writeback(void) {
+    test_dir dir;
+    test_dir_create(&dir);
+    bal_journal *writer = test_open(&dir, false);
+    int sqlite_fds = fds_open_on(dir.path);
+    CHECK(sqlite_fds > 0);
+    CHECK(bal_journal_writeback_count(writer) == 0);
+    bal_journal_row row;
+    test_row_init(&row, 0, 1, 0, BAL_JOURNAL_TYPE_DEPOSIT, "wb-1", 3, "USDT");
+    test_row_balances(&row, 0, 1, 0, 0);
+    CHECK_OK(bal_journal_write_batch(writer, 0, &row, 1, 1, NULL, ERR));
+    CHECK(bal_journal_writeback_count(writer) == 1);
+    CHECK(fds_open_on(dir.path) == sqlite_fds + 2);
+    test_row_init(&row, 0, 2, 0, BAL_JOURNAL_TYPE_DEPOSIT, "wb-2", 3, "USDT");
+    test_row_balances(&row, 1, 2, 0, 0);
+    CHECK_OK(bal_journal_write_batch(writer, 0, &row, 1, 2, NULL, ERR));
+    CHECK(bal_journal_writeback_count(writer) == 2);
+    CHECK(fds_open_on(dir.path) == sqlite_fds + 2); /* opened once */
+    CHECK(bal_journal_write_batch(writer, 0, &row, 1, 0, NULL, NULL, 0) != BAL_JOURNAL_OK); /* refused */
+    CHECK(bal_journal_writeback_count(writer) == 2);
+    bal_journal_close(writer);
+    CHECK(fds_open_on(dir.path) == 0);
+    test_dir_remove(&dir);
+}
+
 /* ---------------------------------------------------------------- names */
 
 static void test_names(void) {
@@ -1342,7 +1390,7 @@ static const test_case test_cases[] = {
     {"history_split_position", test_history_split_position},
     {"lookup_collisions", test_lookup_collisions}, {"sorted_insert", test_sorted_insert},
     {"concurrent_readers", test_concurrent_readers}, {"corrupt", test_corrupt},
-    {"checkpoint", test_checkpoint}, {"names", test_names},
+    {"checkpoint", test_checkpoint}, {"writeback", test_writeback}, {"names", test_names},
 };
 
 int main(int argc, char **argv) {
