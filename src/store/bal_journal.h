@@ -36,6 +36,10 @@
  *   log records up to a shard's position may be discarded only after a bal_journal_sync()
  *   called after that position was written returned BAL_JOURNAL_OK (or at once, when the
  *   file was opened with options.synchronous_full, which fsyncs every batch instead).
+ *   After each commit the writer starts the writeback of both files without waiting
+ *   (sync_file_range; bal_journal_writeback_count): it changes no guarantee, only when
+ *   the pages go to the disk -- steadily, instead of in the kernel's bursts that stalled
+ *   every other file's fdatasync on the same device.
  *
  * Read-your-writes
  *   The persister runs behind the shards, so a reader sees a transaction once its batch is
