@@ -212,6 +212,10 @@ uint16_t bal_http_server_port(const bal_http_server *server) {
 }
 
 static void *bal_http_thread_main(void *argument) {
+    bal_http_loop *loop = argument;
+    char name[16]; /* the kernel keeps 15 bytes */
+    snprintf(name, sizeof name, "bal-http-%u", loop->index % 1000u);
+    (void)pthread_setname_np(pthread_self(), name);
     bal_http_loop_run(argument);
     return NULL;
 }

@@ -369,6 +369,19 @@ def lookups_match_answers(c):
 
 
 @suite.test
+def threads_are_named(c):
+    """Every thread but the main one (which keeps the process's name) says what it is."""
+    task_dir = "/proc/%d/task" % STATE["server"].proc.pid
+    names = []
+    for tid in os.listdir(task_dir):
+        with open(os.path.join(task_dir, tid, "comm")) as f:
+            names.append(f.read().strip())
+    for name in ["bal-persist", "bal-coord", "bal-signal", "bal-shard-0", "bal-shard-3"]:
+        c.ok(name in names, "a thread named %s among %s" % (name, sorted(names)))
+    c.ok(any(n.startswith("bal-http-") for n in names), "an HTTP loop thread among %s" % sorted(names))
+
+
+@suite.test
 def server_stops_cleanly(c):
     c.eq(STATE["server"].stop(signal.SIGTERM), 0, "exit code after SIGTERM")
 
