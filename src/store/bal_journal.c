@@ -735,9 +735,10 @@ static int bal_journal_write_transaction(bal_journal *journal, uint32_t shard, c
     return bal_journal_step_done(journal->commit);
 }
 
-/* Starts writing a committed batch's pages to the disk, without waiting (Linux
- * sync_file_range, SYNC_FILE_RANGE_WRITE, over both files: only their dirty pages are
- * visited). Durability is unchanged -- that is still bal_journal_sync's -- but the pages
+/* Starts writing a committed batch's pages to the disk without waiting for them to get
+ * there (Linux sync_file_range, SYNC_FILE_RANGE_WRITE, over both files: only their dirty
+ * pages are visited; the call itself may block while the device's queue is full, which
+ * holds up only this writer). Durability is unchanged -- that is still bal_journal_sync's -- but the pages
  * leave in steady pieces, one batch at a time. Left to the kernel, they accumulated for
  * seconds and then went out in bursts of hundreds of megabytes, and every fdatasync of the
  * service's log, which must wait for the device's queue and cache flush, waited behind
@@ -789,7 +790,7 @@ bal_journal_status bal_journal_write_batch(bal_journal *journal, uint32_t shard,
         return status;
     }
     assert(sqlite3_get_autocommit(journal->db));
-    bal_journal_start_writeback(journal);
+    if (!outcome.skipped) bal_journal_start_writeback(journal); /* a replay wrote nothing */
     if (outcome_out != NULL) *outcome_out = outcome;
     return BAL_JOURNAL_OK;
 }

@@ -296,8 +296,8 @@ bal_journal_status bal_journal_write_batch(bal_journal *journal, uint32_t shard,
                                            uint64_t last_lsn, bal_journal_write_outcome *outcome_out,
                                            char *errstr, size_t errstr_size);
 
-/* Writer: how many committed batches have had their pages handed to the disk at once
- * (sync_file_range; see Durability). 0 where that call does not exist. */
+/* Writer: how many committed batches (not replays) have had their pages handed to the
+ * disk at once (sync_file_range; see Durability). 0 where that call does not exist. */
 uint64_t bal_journal_writeback_count(const bal_journal *journal);
 
 /* The shard's stored position; 0 if nothing was stored for it. */

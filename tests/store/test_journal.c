@@ -1336,7 +1336,8 @@ static int fds_open_on(const char *prefix) {
 }
 
 /* Each committed batch hands its pages to the disk through two descriptors of the writer's
- * own (-wal and database), opened once and closed with the handle; a refused batch does not. */
+ * own (-wal and database), opened once and closed with the handle; a refused batch and a
+ * replayed one (nothing written) do not. */
 static void test_writeback(void) {
     test_dir dir;
     test_dir_create(&dir);
@@ -1357,6 +1358,9 @@ static void test_writeback(void) {
     CHECK(fds_open_on(dir.path) == sqlite_fds + 2); /* opened once */
     CHECK(bal_journal_write_batch(writer, 0, &row, 1, 0, NULL, NULL, 0) != BAL_JOURNAL_OK); /* refused */
     CHECK(bal_journal_writeback_count(writer) == 2);
+    bal_journal_write_outcome outcome;
+    CHECK_OK(bal_journal_write_batch(writer, 0, &row, 1, 2, &outcome, ERR)); /* a replay: nothing written */
+    CHECK(outcome.skipped && bal_journal_writeback_count(writer) == 2);
     bal_journal_close(writer);
     CHECK(fds_open_on(dir.path) == 0);
     test_dir_remove(&dir);
