@@ -735,6 +735,21 @@ static int bal_journal_write_transaction(bal_journal *journal, uint32_t shard, c
     return bal_journal_step_done(journal->commit);
 }
 
+/* The writer's own descriptor of its -wal (which 0) or database (which 1) file, opened on
+ * first use and kept until bal_journal_close: closing a descriptor of a file drops every
+ * POSIX lock this process holds on it, SQLite's included, so none is closed while SQLite
+ * has the file open. -1 (errno set) if it cannot be opened yet, e.g. the -wal file before
+ * the first commit. */
+static int bal_journal_file_fd(bal_journal *journal, int which) {
+    assert(journal != NULL && !journal->read_only && (which == 0 || which == 1));
+    if (journal->writeback_fds[which] >= 0) return journal->writeback_fds[which];
+    const char *database = sqlite3_db_filename(journal->db, "main");
+    assert(database != NULL && database[0] != '\0');
+    const char *path = which == 0 ? sqlite3_filename_wal(database) : database;
+    journal->writeback_fds[which] = open(path, O_RDONLY | O_CLOEXEC);
+    return journal->writeback_fds[which];
+}
+
 /* Starts writing a committed batch's pages to the disk without waiting for them to get
  * there (Linux sync_file_range, SYNC_FILE_RANGE_WRITE, over both files: only their dirty
  * pages are visited; the call itself may block while the device's queue is full, which
@@ -749,10 +764,9 @@ static void bal_journal_start_writeback(bal_journal *journal) {
 #ifdef SYNC_FILE_RANGE_WRITE
     const char *database = sqlite3_db_filename(journal->db, "main");
     if (database == NULL || database[0] == '\0') return; /* in memory: nothing to write */
-    const char *paths[2] = {sqlite3_filename_wal(database), database};
     for (int i = 0; i < 2; i++) {
-        if (journal->writeback_fds[i] < 0) journal->writeback_fds[i] = open(paths[i], O_RDONLY | O_CLOEXEC);
-        if (journal->writeback_fds[i] >= 0) (void)sync_file_range(journal->writeback_fds[i], 0, 0, SYNC_FILE_RANGE_WRITE);
+        int fd = bal_journal_file_fd(journal, i);
+        if (fd >= 0) (void)sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE);
     }
     journal->writeback_count++;
 #else
@@ -808,20 +822,31 @@ bal_journal_status bal_journal_checkpoint(bal_journal *journal, char *errstr, si
     return BAL_JOURNAL_OK;
 }
 
-/* fdatasync()s the file (or the directory) at path; a missing file is fine when allowed. */
-static bal_journal_status bal_journal_sync_path(const char *path, bool directory, bool may_be_missing,
-                                                char *errstr, size_t errstr_size) {
+/* fdatasync()s the writer's -wal (which 0; a missing one is fine) or database file. */
+static bal_journal_status bal_journal_sync_file(bal_journal *journal, int which, char *errstr, size_t errstr_size) {
+    int fd = bal_journal_file_fd(journal, which);
+    if (fd < 0 && errno == ENOENT && which == 0) return BAL_JOURNAL_OK;
+    if (fd < 0 || fdatasync(fd) != 0) {
+        int error = errno;
+        const char *database = sqlite3_db_filename(journal->db, "main");
+        bal_journal_describe(errstr, errstr_size, "sync %s: %s", which == 0 ? sqlite3_filename_wal(database) : database,
+                             strerror(error));
+        return BAL_JOURNAL_STORAGE;
+    }
+    return BAL_JOURNAL_OK;
+}
+
+/* fsync()s the directory at path (no SQLite lock lives on a directory: opened and closed). */
+static bal_journal_status bal_journal_sync_directory(const char *path, char *errstr, size_t errstr_size) {
     assert(path != NULL && path[0] != '\0');
-    int fd = open(path, O_RDONLY | O_CLOEXEC | (directory ? O_DIRECTORY : 0));
-    if (fd < 0 && errno == ENOENT && may_be_missing) return BAL_JOURNAL_OK;
-    int result = fd < 0 ? -1 : (directory ? fsync(fd) : fdatasync(fd));
+    int fd = open(path, O_RDONLY | O_CLOEXEC | O_DIRECTORY);
+    int result = fd < 0 ? -1 : fsync(fd);
     int error = errno;
     if (fd >= 0) close(fd);
     if (result != 0) {
         bal_journal_describe(errstr, errstr_size, "sync %s: %s", path, strerror(error));
         return BAL_JOURNAL_STORAGE;
     }
-    assert(fd >= 0);
     return BAL_JOURNAL_OK;
 }
 
@@ -852,8 +877,8 @@ bal_journal_status bal_journal_sync(bal_journal *journal, char *errstr, size_t e
 
     /* The -wal file exists while the writer is open and has written; without it every
      * commit is already in the database file. */
-    bal_journal_status status = bal_journal_sync_path(sqlite3_filename_wal(database), false, true, errstr, errstr_size);
-    if (status == BAL_JOURNAL_OK) status = bal_journal_sync_path(database, false, false, errstr, errstr_size);
-    if (status == BAL_JOURNAL_OK) status = bal_journal_sync_path(directory, true, false, errstr, errstr_size);
+    bal_journal_status status = bal_journal_sync_file(journal, 0, errstr, errstr_size);
+    if (status == BAL_JOURNAL_OK) status = bal_journal_sync_file(journal, 1, errstr, errstr_size);
+    if (status == BAL_JOURNAL_OK) status = bal_journal_sync_directory(directory, errstr, errstr_size);
     return status;
 }

@@ -106,9 +106,9 @@ struct bal_journal {
     bal_journal_order_key *order;
     bal_journal_order_key *order_scratch;
     size_t order_capacity;
-    /* Writer: descriptors of the -wal and database files of our own, opened on first use,
-     * through which each committed batch's pages are handed to the disk at once (see
-     * bal_journal_start_writeback); -1 while not open. */
+    /* Writer: descriptors of the -wal and database files of our own, opened on first use
+     * and kept until close (bal_journal_file_fd), for each committed batch's writeback and
+     * for bal_journal_sync; -1 while not open. */
     int writeback_fds[2];
     uint64_t writeback_count;
 };

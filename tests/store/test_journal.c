@@ -1337,7 +1337,7 @@ static int fds_open_on(const char *prefix) {
 
 /* Each committed batch hands its pages to the disk through two descriptors of the writer's
  * own (-wal and database), opened once and closed with the handle; a refused batch and a
- * replayed one (nothing written) do not. */
+ * replayed one (nothing written) do not. bal_journal_sync uses the same descriptors. */
 static void test_writeback(void) {
     test_dir dir;
     test_dir_create(&dir);
@@ -1345,6 +1345,9 @@ static void test_writeback(void) {
     int sqlite_fds = fds_open_on(dir.path);
     CHECK(sqlite_fds > 0);
     CHECK(bal_journal_writeback_count(writer) == 0);
+    CHECK_OK(bal_journal_sync(writer, ERR)); /* the descriptors it opens stay (the -wal one if it exists) */
+    int kept = fds_open_on(dir.path);
+    CHECK(kept == sqlite_fds + 1 || kept == sqlite_fds + 2);
     bal_journal_row row;
     test_row_init(&row, 0, 1, 0, BAL_JOURNAL_TYPE_DEPOSIT, "wb-1", 3, "USDT");
     test_row_balances(&row, 0, 1, 0, 0);
@@ -1356,6 +1359,9 @@ static void test_writeback(void) {
     CHECK_OK(bal_journal_write_batch(writer, 0, &row, 1, 2, NULL, ERR));
     CHECK(bal_journal_writeback_count(writer) == 2);
     CHECK(fds_open_on(dir.path) == sqlite_fds + 2); /* opened once */
+    CHECK_OK(bal_journal_sync(writer, ERR)); /* through the same descriptors: none closed (that
+                                                would drop this process's POSIX locks on the file) */
+    CHECK(fds_open_on(dir.path) == sqlite_fds + 2);
     CHECK(bal_journal_write_batch(writer, 0, &row, 1, 0, NULL, NULL, 0) != BAL_JOURNAL_OK); /* refused */
     CHECK(bal_journal_writeback_count(writer) == 2);
     bal_journal_write_outcome outcome;
