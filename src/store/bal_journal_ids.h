@@ -8,7 +8,8 @@
 #include "bal_journal.h"
 
 /* The hash the journal stores for an id (bal_hash_bytes with
- * BAL_JOURNAL_TRANSACTION_HASH_SEED): what the scan below yields. */
+ * BAL_JOURNAL_TRANSACTION_HASH_SEED; kept in SQLite by the same two's-complement mapping as
+ * account ids): what the scan below yields. */
 uint64_t bal_journal_transaction_hash(const char *id, size_t length);
 
 /* Called once per stored transaction (per shard that stored rows of it) with its hash,

@@ -9,6 +9,7 @@
 #include <sqlite3.h>
 
 #include "bal_journal.h"
+#include "bal_journal_ids.h"
 
 /* Amount columns bound per row: amount, two EVENT leg deltas, four balances, two deltas. */
 #define BAL_JOURNAL_ROW_AMOUNTS 9
@@ -129,9 +130,28 @@ static inline uint64_t bal_journal_account_from_sql(int64_t value) {
     return (uint64_t)value; /* conversion to unsigned is modulo 2^64: the inverse above */
 }
 
-/* The stored transaction_hash of an id: bal_hash_bytes with BAL_JOURNAL_TRANSACTION_HASH_SEED,
- * kept in SQLite by the same two's-complement mapping as account ids. */
-uint64_t bal_journal_transaction_hash(const char *id, size_t length);
+/* Rows strictly older than (?2, ?3) in (sequence, leg) order; written so that the index
+ * range is "sequence <= ?2" and the rest a filter, newest first, one extra row to learn
+ * whether another page exists. The index holds the account's head row of each command
+ * (account_head_leg = leg); the head leads by key to the account's rows of that (shard,
+ * sequence) that name it as their head -- each row names exactly one, so each comes once.
+ * The key must be sought as (shard, sequence = , leg >=): SQLite 3.40 would otherwise
+ * carry "head.sequence <= ?2" over to j and scan the shard's older sequences instead, so
+ * the unary + keeps that inference out and "j.leg >= head.leg" (true of every such row)
+ * completes the key (test_journal's history case checks the plan of this very text). The index gives the order of the
+ * sequences; the rows of one sequence (one head's, or two heads' when a log position's
+ * rows came in two calls) are put in (leg, shard) order by a sorter over those few rows
+ * only, as the index of every row did before, so LIMIT still stops the walk early. The currency query walks the same index range and
+ * filters on currency: LIMIT counts only rows that pass, so pages stay exact, but a
+ * currency that is rare in a busy account costs a walk over the account's other rows (see
+ * bal_journal.h). */
+#define BAL_JOURNAL_HISTORY_SQL(currency_filter)                                                        \
+    "SELECT " BAL_JOURNAL_SELECT_COLUMNS " FROM journal AS head INDEXED BY journal_by_account "          \
+    "CROSS JOIN journal AS j ON j.shard = head.shard AND j.sequence = +head.sequence AND j.leg >= head.leg " \
+    "WHERE head.account_id = ?1 AND head.account_head_leg = head.leg AND head.sequence <= ?2 "          \
+    "AND j.account_id = ?1 AND j.account_head_leg = head.leg AND (head.sequence < ?2 OR j.leg < ?3) "   \
+    currency_filter "ORDER BY head.sequence DESC, j.leg DESC, j.shard DESC LIMIT ?4"
+
 
 /* Tests only: replaces the handle's id hash (before any row is written or read through it),
  * so that distinct ids can be given equal hashes and the look-up's collision handling can

@@ -36,27 +36,6 @@ static const char bal_journal_lookup_sql_head[] =
     "WHERE head.transaction_hash IS NOT NULL AND head.transaction_hash IN (";
 static const char bal_journal_lookup_sql_tail[] = ") ORDER BY j.transaction_id, j.shard, j.sequence, j.leg";
 
-/* Rows strictly older than (?2, ?3) in (sequence, leg) order; written so that the index
- * range is "sequence <= ?2" and the rest a filter, newest first, one extra row to learn
- * whether another page exists. The index holds the account's head row of each command
- * (account_head_leg = leg); the head leads by key to the account's rows of that (shard,
- * sequence) that name it as their head -- each row names exactly one, so each comes once.
- * The key must be sought as (shard, sequence = , leg >=): SQLite 3.40 would otherwise
- * carry "head.sequence <= ?2" over to j and scan the shard's older sequences instead, so
- * the unary + keeps that inference out and "j.leg >= head.leg" (true of every such row)
- * completes the key (test_journal's history case checks the plan). The index gives the order of the
- * sequences; the rows of one sequence (one head's, or two heads' when a log position's
- * rows came in two calls) are put in (leg, shard) order by a sorter over those few rows
- * only, as the index of every row did before, so LIMIT still stops the walk early. The currency query walks the same index range and
- * filters on currency: LIMIT counts only rows that pass, so pages stay exact, but a
- * currency that is rare in a busy account costs a walk over the account's other rows (see
- * bal_journal.h). */
-#define BAL_JOURNAL_HISTORY_SQL(currency_filter)                                                        \
-    "SELECT " BAL_JOURNAL_SELECT_COLUMNS " FROM journal AS head INDEXED BY journal_by_account "          \
-    "CROSS JOIN journal AS j ON j.shard = head.shard AND j.sequence = +head.sequence AND j.leg >= head.leg " \
-    "WHERE head.account_id = ?1 AND head.account_head_leg = head.leg AND head.sequence <= ?2 "          \
-    "AND j.account_id = ?1 AND j.account_head_leg = head.leg AND (head.sequence < ?2 OR j.leg < ?3) "   \
-    currency_filter "ORDER BY head.sequence DESC, j.leg DESC, j.shard DESC LIMIT ?4"
 static const char bal_journal_history_all_sql[] = BAL_JOURNAL_HISTORY_SQL("");
 static const char bal_journal_history_currency_sql[] = BAL_JOURNAL_HISTORY_SQL("AND j.currency = ?5 ");
 
