@@ -159,15 +159,18 @@ static void claim_ids(bal_shard *shard, size_t wanted, bool *contested_out) {
 
 /* Of the wanted commands (ids not in the ledger's memory), keeps in lookup_indexes those the
  * journal must be asked about: contested ids, and ids the filter may know. Returns how
- * many. Without claim (recovery, or a command's second shard), only the filter decides. */
-static size_t select_lookups(bal_shard *shard, size_t wanted, bool claim) {
+ * many. Without claim (recovery, or a command's second shard), only the filter decides.
+ * fresh[i] (the id goes into the filter once logged) is set by the claim, or for every
+ * wanted id when remember_unclaimed (recovery: every replayed id that memory lacks). */
+static size_t select_lookups(bal_shard *shard, size_t wanted, bool claim, bool remember_unclaimed) {
+    assert(!(claim && remember_unclaimed));
     bal_ids *ids = shard->node->ids;
     for (size_t k = 0; k < wanted; k++) {
         uint32_t i = shard->lookup_indexes[k];
         const bal_command *c = &shard->commands[i];
         shard->id_hashes[i] = bal_journal_transaction_hash(c->transaction_id, c->transaction_id_length);
         shard->claims[i] = (bal_ids_owner){0};
-        shard->fresh[i] = !claim; /* recovery: remember every replayed id that memory lacks */
+        shard->fresh[i] = remember_unclaimed;
     }
     if (claim) claim_ids(shard, wanted, shard->claim_contested);
     size_t asked = 0;
@@ -259,8 +262,7 @@ bool bal_shard_recall_one(bal_shard *shard, bool claim, bal_ledger_recall *recal
     uint64_t foreign = 0;
     shard->fresh[0] = false;
     size_t wanted = bal_ledger_prepare(shard->ledger, shard->commands, 1, shard->lookup_indexes);
-    size_t asked = select_lookups(shard, wanted, claim);
-    if (!claim) shard->fresh[0] = false; /* only the command's first shard remembers it */
+    size_t asked = select_lookups(shard, wanted, claim, false); /* a second shard remembers nothing */
     look_up_ids(shard, 1, asked, &foreign, false);
     *recall_out = shard->recalls[0];
     *foreign_out = foreign;
@@ -275,7 +277,7 @@ void bal_shard_flush(bal_shard *shard, size_t count, bool replay) {
     foreign[0] = 0;
     memset(shard->fresh, 0, count * sizeof(bool));
     size_t wanted = bal_ledger_prepare(shard->ledger, shard->commands, count, shard->lookup_indexes);
-    size_t asked = select_lookups(shard, wanted, !replay);
+    size_t asked = select_lookups(shard, wanted, !replay, replay);
     look_up_ids(shard, count, asked, foreign, replay);
     count = drop_foreign(shard, count, foreign, replay);
     if (foreign != foreign_static) free(foreign);
