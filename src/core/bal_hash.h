@@ -65,7 +65,6 @@ static inline uint64_t bal_hash_bytes(const void *data, size_t length, uint64_t 
     return bal_hash_mix(state, BAL_HASH_P0 ^ BAL_HASH_P3);
 }
 
-/* Two independent 64-bit lanes in one pass: a 128-bit digest for the cost of one walk. */
 /* bal_hash_bytes128 in three steps, for a caller that has its words in registers: start
  * with the total length, feed each full 8-byte word in order, finish with the last
  * 1..7 bytes (as bal_hash_tail would read them; tail_length 0: none). */
@@ -95,6 +94,7 @@ static inline void bal_hash128_finish(bal_hash128_state *h, uint64_t tail, size_
     *high_out = bal_hash_mix(h->b, BAL_HASH_P1 ^ BAL_HASH_P2);
 }
 
+/* Two independent 64-bit lanes in one pass: a 128-bit digest for the cost of one walk. */
 static inline void bal_hash_bytes128(const void *data, size_t length, uint64_t *low_out, uint64_t *high_out) {
     const uint8_t *bytes = (const uint8_t *)data;
     size_t total = length;

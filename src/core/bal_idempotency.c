@@ -199,12 +199,17 @@ static void index_insert(bal_idempotency *memory, uint64_t hash, uint64_t offset
     memory->slots[i] = ((offset / 8 + 1) << 32) | (uint32_t)hash;
 }
 
-static uint64_t place(bal_idempotency *memory, const uint8_t *record, uint32_t bytes, uint64_t hash) {
-    uint64_t offset = reserve(memory, bytes);
-    memcpy(memory->arena + offset, record, bytes);
+/* Counts in the record just written at offset (reserved there) and indexes it. */
+static void commit(bal_idempotency *memory, uint64_t offset, uint32_t bytes, uint64_t hash) {
     memory->head = offset + bytes;
     memory->count++;
     index_insert(memory, hash, offset);
+}
+
+static uint64_t place(bal_idempotency *memory, const uint8_t *record, uint32_t bytes, uint64_t hash) {
+    uint64_t offset = reserve(memory, bytes);
+    memcpy(memory->arena + offset, record, bytes);
+    commit(memory, offset, bytes, hash);
     return offset;
 }
 
@@ -278,9 +283,7 @@ void bal_idempotency_insert_hashed(bal_idempotency *memory, uint64_t hash, const
         memcpy(change + 16, &c->available_after, 16);
         memcpy(change + 32, &c->frozen_after, 16);
     }
-    memory->head = offset + bytes;
-    memory->count++;
-    index_insert(memory, hash, offset);
+    commit(memory, offset, bytes, hash);
 }
 
 uint64_t bal_idempotency_expire(bal_idempotency *memory, int64_t now_ms, int64_t retention_ms) {

@@ -193,28 +193,29 @@ static bool legs_valid(const bal_command *command, bool check_currencies) {
     return true;
 }
 
+/* An EVENT's coordination fields (a typed command's are in bal_command_typed_valid_except_currency). */
 static bool coordination_valid(const bal_command *command) {
+    assert(command->type == BAL_OP_EVENT);
     if (command->decided > BAL_RESULT_COUNT || command->decided == 1 + BAL_RESULT_CONFLICT) return false;
-    unsigned total = command->type == BAL_OP_EVENT ? command->leg_count : command->type == BAL_OP_TRANSFER ? 2 : 1;
-    return command->leg_mask == 0 || (command->leg_mask >> total) == 0;
+    return command->leg_mask == 0 || (command->leg_mask >> command->leg_count) == 0;
 }
 
 static bool command_valid(const bal_command *command, bool check_currencies) {
     assert(command != NULL);
     if (command->type >= BAL_OP_COUNT) return false;
-    if (command->type == BAL_OP_EVENT && (command->leg_count < 1 || command->leg_count > BAL_EVENT_LEGS_MAX)) return false;
+    if (command->type != BAL_OP_EVENT) {
+        return bal_command_typed_valid_except_currency(command) &&
+               (!check_currencies || bal_currency_valid(command->currency));
+    }
+    if (command->leg_count < 1 || command->leg_count > BAL_EVENT_LEGS_MAX) return false;
     if (!coordination_valid(command)) return false;
     if (command->transaction_id_length > BAL_TRANSACTION_ID_LENGTH_MAX) return false;
     if (command->memo_length > BAL_MEMO_LENGTH_MAX) return false;
     if (command->memo_length > 0 && !command->has_memo) return false;
-    if (command->type == BAL_OP_EVENT) {
-        /* An EVENT's account and currency are its first leg's: they route it. */
-        return legs_valid(command, check_currencies) && command->account_id == command->legs[0].account_id &&
-               command->currency.code == command->legs[0].currency.code && command->amount == 0 &&
-               command->to_account_id == 0;
-    }
-    return bal_command_typed_valid_except_currency(command) &&
-           (!check_currencies || bal_currency_valid(command->currency));
+    /* An EVENT's account and currency are its first leg's: they route it. */
+    return legs_valid(command, check_currencies) && command->account_id == command->legs[0].account_id &&
+           command->currency.code == command->legs[0].currency.code && command->amount == 0 &&
+           command->to_account_id == 0;
 }
 
 bool bal_command_valid(const bal_command *command) {

@@ -181,7 +181,8 @@ size_t bal_command_encode(const bal_command *command, uint8_t *buffer);
 bool bal_command_decode(const uint8_t *buffer, size_t length, bal_command *command_out);
 
 /* Checks the invariants that the decoder establishes (types, ranges, leg rules). The
- * ledger asserts it on every command it applies. */
+ * ledger asserts these rules on every command it stages (through the two functions below:
+ * without the currency spelling, and inline for typed commands). */
 bool bal_command_valid(const bal_command *command);
 /* The same checks except the spelling of currency codes (bal_currency_valid), which costs
  * a few divisions per code: for the ledger, which checks a code only when it has not
