@@ -42,7 +42,7 @@ typedef struct bal_auth_nonce_entry {
 } bal_auth_nonce_entry;
 
 struct bal_auth_nonce_memory {
-    pthread_mutex_t lock; /* guards everything below except seed and the sizes */
+    pthread_mutex_t lock; /* guards everything below except seed, the sizes and the buckets pointer */
     uint8_t seed[BAL_AUTH_NONCE_SEED_BYTES];
     uint32_t count_max;
     uint32_t bucket_mask;
@@ -117,7 +117,7 @@ static uint32_t bal_auth_nonce_bucket(const bal_auth_nonce_memory *memory, const
 
 void bal_auth_nonce_prefetch(const bal_auth_nonce_memory *memory, const uint8_t digest[BAL_AUTH_NONCE_DIGEST_BYTES]) {
     assert(memory != NULL && digest != NULL);
-    /* Only a hint to the CPU: no read, so no lock is needed. */
+    /* Only a hint to the CPU; it reads nothing but fields fixed at creation, so no lock. */
     __builtin_prefetch(&memory->buckets[bal_auth_nonce_bucket(memory, digest)]);
 }
 

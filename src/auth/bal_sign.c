@@ -28,7 +28,10 @@ static _Thread_local sign_cache thread_cache = {.secret_length = SIZE_MAX};
 static pthread_key_t wipe_key;
 static pthread_once_t wipe_once = PTHREAD_ONCE_INIT;
 
-static void wipe_cache(void *value) { explicit_bzero(value, sizeof(sign_cache)); }
+static void wipe_cache(void *value) {
+    explicit_bzero(value, sizeof(sign_cache));
+    ((sign_cache *)value)->secret_length = SIZE_MAX; /* and marked empty, not "a secret of length 0" */
+}
 
 static void create_wipe_key(void) {
     if (pthread_key_create(&wipe_key, wipe_cache) != 0) abort();
