@@ -161,9 +161,10 @@ static void persist(bal_node *node, bal_persist_item *items, size_t n, bal_journ
 }
 
 /* The journal is off the hot path: its lag is bounded (--journal-lag-max) and absorbs
- * bursts, while a request waits for the HTTP and shard threads. On a machine whose cores are
- * all busy, the persister's long SQLite transactions would otherwise take whole scheduler
- * slices from threads a response waits for. */
+ * bursts, while a request waits for the HTTP and shard threads. So the persister runs at a
+ * lower priority. Measured (docs/benchmarks.md, 2026-11-21): on 2 busy cores it still takes
+ * 0.7-0.8 of a core during a burst, nice 19 did no better, and SCHED_IDLE (fixed or only
+ * while the lag is small) made bursts faster but sustained load or the latency tail worse. */
 #define PERSIST_NICE 10
 
 void *bal_persister_main(void *argument) {

@@ -39,7 +39,10 @@
  * a commit first waits for every other file's pending data (the journal store's: stalls of
  * 40-90 ms seen with perf sched). fallocate() is not enough on ext4: its extents stay
  * "unwritten" and the first write to each one is again a metadata change. One extension
- * costs one write of this size and one fsync, every 16 MiB of records. */
+ * writes about this many zeros (in BAL_WAL_ZERO_CHUNK_BYTES pieces) and fsyncs once, every
+ * 16 MiB of records -- on the committing shard's thread. It does not look at the segment
+ * size: a segment smaller than this is still zero-filled this far, and cut back when it
+ * is full. */
 #define BAL_WAL_ZERO_AHEAD_BYTES (16u << 20)
 #define BAL_WAL_ZERO_CHUNK_BYTES (64u << 10)
 #define BAL_WAL_ZERO_TAIL_REASON "zero-filled bytes"
@@ -757,7 +760,6 @@ bal_wal_status bal_wal_open(const char *dir, const bal_wal_options *options, bal
 
 /* ---- append and sync ----------------------------------------------------------------- */
 
-/* write() of the buffered records to the active segment. */
 /* Extends the active segment with zeros up to BAL_WAL_ZERO_AHEAD_BYTES past `end`. */
 static int wal_zero_ahead(bal_wal *wal, uint64_t end) {
     static const uint8_t zeros[BAL_WAL_ZERO_CHUNK_BYTES];
@@ -780,6 +782,7 @@ static int wal_zero_ahead(bal_wal *wal, uint64_t end) {
     return 0;
 }
 
+/* write() of the buffered records to the active segment. */
 static bal_wal_status wal_flush(bal_wal *wal) {
     assert(!wal->failed);
     assert(wal->segment_written + wal->buffer_used == wal->segment_size);
