@@ -68,6 +68,14 @@
  * and with random accounts each entry costs a commit about one index page written to the
  * WAL (bal_journal.h, Indexes). Existing rows get their head leg from their siblings; that
  * rewrites the table once, on the first open by this version.
+ *
+ * Step 3 (version 3): the two indexes move out of the journal table into tables of their
+ * own keyed by a leading run number (journal_by_transaction_run, journal_by_account_run),
+ * listed in journal_runs and filled by two triggers from the row's index_run; the writer
+ * seals and merges runs (bal_journal.h, Indexes). Existing entries become run 0 at level
+ * BAL_JOURNAL_RUN_LEVEL_MIGRATED (copied in key order, once), and run 1 is opened.
+ * Triggers rather than the writer's own inserts: INSERT OR IGNORE fires them only for the
+ * rows it stores, so a replayed row adds no second entry.
  */
 static const char *const bal_journal_migrations[BAL_JOURNAL_SCHEMA_VERSION] = {
     "CREATE TABLE journal ("
@@ -113,6 +121,41 @@ static const char *const bal_journal_migrations[BAL_JOURNAL_SCHEMA_VERSION] = {
     "  AND sibling.account_id = journal.account_id);"
     "DROP INDEX journal_by_account;"
     "CREATE INDEX journal_by_account ON journal (account_id, sequence, leg) WHERE account_head_leg = leg;",
+
+    "ALTER TABLE journal ADD COLUMN index_run INTEGER NOT NULL DEFAULT 0;"
+    "CREATE TABLE journal_runs ("
+    "  run INTEGER PRIMARY KEY CHECK (run >= 0),"
+    "  level INTEGER NOT NULL CHECK (level >= 0 AND level <= " BAL_JOURNAL_TEXT(BAL_JOURNAL_RUN_LEVEL_MIGRATED) "),"
+    "  rows INTEGER NOT NULL CHECK (rows >= 0),"
+    "  merging_into INTEGER"
+    ") STRICT;"
+    "CREATE TABLE journal_by_transaction_run ("
+    "  run INTEGER NOT NULL, transaction_hash INTEGER NOT NULL, shard INTEGER NOT NULL, sequence INTEGER NOT NULL,"
+    "  PRIMARY KEY (run, transaction_hash, shard, sequence)"
+    ") STRICT, WITHOUT ROWID;"
+    "CREATE TABLE journal_by_account_run ("
+    "  run INTEGER NOT NULL, account_id INTEGER NOT NULL, sequence INTEGER NOT NULL, leg INTEGER NOT NULL,"
+    "  shard INTEGER NOT NULL,"
+    "  PRIMARY KEY (run, account_id, sequence, leg, shard)"
+    ") STRICT, WITHOUT ROWID;"
+    "INSERT INTO journal_runs (run, level, rows) SELECT 0, " BAL_JOURNAL_TEXT(BAL_JOURNAL_RUN_LEVEL_MIGRATED) ", count(*)"
+    "  FROM journal HAVING count(*) > 0;"
+    "INSERT INTO journal_by_transaction_run (run, transaction_hash, shard, sequence)"
+    "  SELECT 0, transaction_hash, shard, sequence FROM journal WHERE transaction_hash IS NOT NULL"
+    "  ORDER BY 2, 3, 4;"
+    "INSERT INTO journal_by_account_run (run, account_id, sequence, leg, shard)"
+    "  SELECT 0, account_id, sequence, leg, shard FROM journal WHERE account_head_leg = leg ORDER BY 2, 3, 4, 5;"
+    "DROP INDEX journal_by_transaction;"
+    "DROP INDEX journal_by_account;"
+    "INSERT INTO journal_runs (run, level, rows) VALUES (1, 0, 0);"
+    "CREATE TRIGGER journal_index_transaction AFTER INSERT ON journal WHEN NEW.transaction_hash IS NOT NULL BEGIN"
+    "  INSERT INTO journal_by_transaction_run (run, transaction_hash, shard, sequence)"
+    "  VALUES (NEW.index_run, NEW.transaction_hash, NEW.shard, NEW.sequence);"
+    " END;"
+    "CREATE TRIGGER journal_index_account AFTER INSERT ON journal WHEN NEW.account_head_leg = NEW.leg BEGIN"
+    "  INSERT INTO journal_by_account_run (run, account_id, sequence, leg, shard)"
+    "  VALUES (NEW.index_run, NEW.account_id, NEW.sequence, NEW.leg, NEW.shard);"
+    " END;",
 };
 
 uint64_t bal_journal_transaction_hash(const char *id, size_t length) {
@@ -310,7 +353,7 @@ int bal_journal_prepare(bal_journal *journal, const char *sql, sqlite3_stmt **st
 static int bal_journal_prepare_insert(bal_journal *journal, int rows, sqlite3_stmt **statement_out) {
     assert(rows >= 1 && rows <= BAL_JOURNAL_INSERT_GROUP_ROWS);
     static const char head[] =
-        "INSERT OR IGNORE INTO journal (" BAL_JOURNAL_COLUMNS ", account_head_leg) VALUES ";
+        "INSERT OR IGNORE INTO journal (" BAL_JOURNAL_COLUMNS ", account_head_leg, index_run) VALUES ";
     char sql[sizeof head + BAL_JOURNAL_INSERT_GROUP_ROWS * (4 + 2 * BAL_JOURNAL_INSERT_PARAMETERS)];
     size_t length = sizeof head - 1;
     memcpy(sql, head, length);
@@ -338,6 +381,19 @@ static int bal_journal_prepare_writers(bal_journal *journal) {
                                  "INSERT INTO persist_position (shard, lsn) VALUES (?1, ?2) "
                                  "ON CONFLICT (shard) DO UPDATE SET lsn = excluded.lsn",
                                  &journal->position_set);
+    }
+    if (rc == SQLITE_OK) {
+        rc = bal_journal_prepare(journal, "SELECT run, rows FROM journal_runs WHERE level = 0 ORDER BY run DESC LIMIT 1",
+                                 &journal->run_open_get);
+    }
+    if (rc == SQLITE_OK) {
+        rc = bal_journal_prepare(journal, "UPDATE journal_runs SET rows = rows + ?2 WHERE run = ?1", &journal->run_rows_add);
+    }
+    if (rc == SQLITE_OK) {
+        rc = bal_journal_prepare(journal,
+                                 "INSERT INTO journal_runs (run, level, rows) "
+                                 "SELECT coalesce(max(run), -1) + 1, 0, 0 FROM journal_runs",
+                                 &journal->run_open_new);
     }
     if (rc == SQLITE_OK) rc = bal_journal_prepare_insert(journal, 1, &journal->insert_row);
     if (rc == SQLITE_OK) rc = bal_journal_prepare_insert(journal, BAL_JOURNAL_INSERT_GROUP_ROWS, &journal->insert_group);
@@ -393,6 +449,8 @@ bal_journal_status bal_journal_open(const char *path, const bal_journal_options 
     journal->writeback_fds[0] = journal->writeback_fds[1] = -1;
     journal->hash = bal_journal_transaction_hash;
     journal->read_only = options->read_only;
+    journal->run_rows_max = BAL_JOURNAL_RUN_ROWS;
+    journal->runs_per_merge = BAL_JOURNAL_RUNS_PER_MERGE;
     bal_journal_status status = bal_journal_open_checked(journal, path, options, errstr, errstr_size);
     if (status != BAL_JOURNAL_OK) {
         bal_journal_close(journal);
@@ -540,6 +598,7 @@ static int bal_journal_bind_row(const bal_journal *journal, sqlite3_stmt *s, int
         BAL_JOURNAL_BIND(bal_journal_bind_amount(s, P(AVAILABLE_BEFORE) + i, amounts[3 + i], balances[i], true));
     }
     BAL_JOURNAL_BIND(sqlite3_bind_int64(s, P(COUNT), key->account_head_leg));
+    BAL_JOURNAL_BIND(sqlite3_bind_int64(s, P(COUNT) + 1, journal->open_run));
 #undef P
 #undef BAL_JOURNAL_BIND
     return rc;
@@ -702,6 +761,42 @@ static bal_journal_status bal_journal_check_batch(uint32_t shard, const bal_jour
     return BAL_JOURNAL_OK;
 }
 
+/* Reads the open run (the newest of level 0) into the handle; a file without one (which
+ * only a hand-edited file can be) gets a new one. Inside the write transaction. */
+static int bal_journal_read_open_run(bal_journal *journal) {
+    assert(journal != NULL && !sqlite3_get_autocommit(journal->db));
+    sqlite3_stmt *statement = journal->run_open_get;
+    int rc = sqlite3_step(statement);
+    if (rc == SQLITE_ROW) {
+        journal->open_run = sqlite3_column_int64(statement, 0);
+        journal->open_run_rows = sqlite3_column_int64(statement, 1);
+        rc = journal->open_run >= 0 && journal->open_run_rows >= 0 ? SQLITE_OK : SQLITE_CORRUPT;
+    }
+    sqlite3_reset(statement);
+    if (rc != SQLITE_DONE) return rc;
+    rc = bal_journal_step_done(journal->run_open_new);
+    journal->open_run = sqlite3_last_insert_rowid(journal->db);
+    journal->open_run_rows = 0;
+    return rc;
+}
+
+/* Counts the rows just inserted into the open run; once it holds run_rows_max rows, a new
+ * open run takes over (the full one is sealed) and *sealed_out is set. */
+static int bal_journal_count_run_rows(bal_journal *journal, uint32_t inserted, bool *sealed_out) {
+    assert(journal != NULL && sealed_out != NULL);
+    *sealed_out = false;
+    if (inserted == 0) return SQLITE_OK;
+    int rc = sqlite3_bind_int64(journal->run_rows_add, 1, journal->open_run);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(journal->run_rows_add, 2, inserted);
+    if (rc == SQLITE_OK) rc = bal_journal_step_done(journal->run_rows_add);
+    if (rc != SQLITE_OK || journal->open_run_rows + inserted < journal->run_rows_max) return rc;
+    *sealed_out = true;
+    rc = bal_journal_step_done(journal->run_open_new);
+    journal->open_run = sqlite3_last_insert_rowid(journal->db);
+    journal->open_run_rows = 0;
+    return rc;
+}
+
 /* The batch between BEGIN IMMEDIATE and COMMIT; *what names the step that failed. The
  * write lock is taken before the position is read, so no other writer can move it between
  * the check and the commit. */
@@ -723,8 +818,18 @@ static int bal_journal_write_transaction(bal_journal *journal, uint32_t shard, c
         *what = "end skipped batch";
         return bal_journal_step_done(journal->rollback);
     }
+    *what = "read open index run";
+    rc = bal_journal_read_open_run(journal);
+    if (rc != SQLITE_OK) return rc;
     *what = "insert rows";
     rc = bal_journal_insert_rows(journal, rows, row_count, kept, outcome);
+    if (rc != SQLITE_OK) return rc;
+    *what = "count index run rows";
+    bool sealed = false;
+    rc = bal_journal_count_run_rows(journal, outcome->rows_inserted, &sealed);
+    if (rc != SQLITE_OK) return rc;
+    *what = "merge index runs";
+    rc = bal_journal_runs_upkeep(journal, outcome->rows_inserted, sealed);
     if (rc != SQLITE_OK) return rc;
     *what = "store position";
     rc = sqlite3_bind_int64(journal->position_set, 1, shard);
@@ -733,6 +838,20 @@ static int bal_journal_write_transaction(bal_journal *journal, uint32_t shard, c
     if (rc != SQLITE_OK) return rc;
     *what = "commit batch";
     return bal_journal_step_done(journal->commit);
+}
+
+uint64_t bal_journal_merge_count(const bal_journal *journal) {
+    assert(journal != NULL);
+    return journal->merge_count;
+}
+
+void bal_journal_set_runs_for_testing(bal_journal *journal, int64_t rows_per_run, int64_t runs_per_merge,
+                                      int64_t merge_step) {
+    assert(journal != NULL && rows_per_run >= 1 && runs_per_merge >= 2 && merge_step >= 0);
+    assert(runs_per_merge <= BAL_JOURNAL_RUNS_PER_MERGE_MAX);
+    journal->run_rows_max = rows_per_run;
+    journal->runs_per_merge = runs_per_merge;
+    journal->merge_step = merge_step;
 }
 
 /* The writer's own descriptor of its -wal (which 0) or database (which 1) file, opened on
@@ -804,8 +923,8 @@ bal_journal_status bal_journal_write_batch(bal_journal *journal, uint32_t shard,
         return status;
     }
     assert(sqlite3_get_autocommit(journal->db));
-    if (!outcome.skipped) bal_journal_start_writeback(journal); /* a replay wrote nothing */
     if (outcome_out != NULL) *outcome_out = outcome;
+    if (!outcome.skipped) bal_journal_start_writeback(journal); /* a replay wrote nothing */
     return BAL_JOURNAL_OK;
 }
 

@@ -73,45 +73,79 @@
  *   - The history cursor is one u64: (sequence * BAL_JOURNAL_LEGS_MAX + leg) + 1, so 0 can
  *     mean "none" (start from the newest / no further page).
  *
- * Indexes (why these two, and only these)
- *   Each secondary index costs every insert a descent into a second b-tree and, with rows
- *   spread over many accounts and ids, about one more page written to the WAL per row,
- *   which is what bounds the write rate. So there are two:
- *   - journal_by_transaction (transaction_hash) WHERE transaction_hash IS NOT NULL:
+ * Indexes (why these two, why in runs)
+ *   Two look-ups need an index: by transaction id and by account. An entry at a random key
+ *   in a large b-tree costs every insert a descent and, with rows spread over many accounts
+ *   and ids, about one more 4 KiB page written to the WAL per entry -- what bounded the
+ *   write rate when these were plain SQLite indexes on the journal (schema version 2). So
+ *   since version 3 the journal table has no secondary index; each index is a table of
+ *   its own, keyed with a leading run number, that two triggers fill as rows are inserted
+ *   (a row that INSERT OR IGNORE skips fires neither, so a replay adds no entry):
+ *   - journal_by_transaction_run (run, transaction_hash, shard, sequence):
  *     bal_journal_find_transactions(). One entry per transaction per shard that stored
- *     rows of it (its head), not per row: all rows of one (shard, sequence) belong to one
- *     command, so the look-up reaches the head by hash and the head's other rows by key.
+ *     rows of it (its head row, the one with a transaction_hash), not per row: all rows of
+ *     one (shard, sequence) belong to one command, so the entry leads to the rest by key.
  *     Not "leg 0 only": the legs of a command that spans shards are stored by each shard
- *     under its own (shard, sequence), and a shard's rows may lack leg 0. An index of every
- *     row on the id text was there before; in a bare SQLite measurement of random ids
- *     (one million rows) it cost about three times what an integer hash index costs, and
- *     indexing heads only cuts the entries again by the rows per command (2.3 in the
- *     benchmark's mix, where trades are 4-leg EVENTs).
- *   - journal_by_account (account_id, sequence, leg) WHERE account_head_leg = leg:
+ *     under its own (shard, sequence), and a shard's rows may lack leg 0.
+ *   - journal_by_account_run (run, account_id, sequence, leg, shard):
  *     bal_journal_history(). One entry per account and command, not per row: a command's
  *     rows on one account (a trade's base and quote legs) name the lowest of them, the
- *     account's head there, in account_head_leg (a column only the writer sets and only
- *     this index and the history read), and the history reaches the others from the head by
- *     key (shard, sequence, leg). In the benchmark's mix that is 1.5 entries per command
- *     instead of 2.3 (schema version 2; version 1 indexed every row). Each row names one
- *     head -- the lowest leg of its account among the rows of its write_batch call -- so a
- *     caller that splits a log position's rows over two calls leaves two heads, each
- *     leading to its own rows, and a page still lists each row once. A currency is a filter
- *     on this index's range, not an index of its own (an index on (account_id, currency,
- *     sequence, leg) cost a third b-tree on every insert). Pages stay exact, since
- *     the limit counts only rows that pass the filter, but the cost of a page grows with the
- *     rows of the account's other currencies passed over to fill it: each is a look-up of
- *     the full row. For an account with many currencies asking for a rare one -- say 100
- *     rows of a currency that has 1% of the account's rows -- a page reads about 10,000
- *     rows instead of 100 (milliseconds instead of tens of microseconds), and an account
- *     with no row of that currency is read to its first row before the empty answer.
+ *     account's head there, in account_head_leg (a column only the writer sets), and the
+ *     history reaches the others from the head by key (shard, sequence, leg). In the
+ *     benchmark's mix that is 1.5 entries per command instead of 2.3. Each row names one
+ *     head -- the lowest leg of its account among the rows of its write_batch call -- so
+ *     a caller that splits a log position's rows over two calls leaves two heads, each
+ *     leading to its own rows, and a page still lists each row once. A currency is a
+ *     filter on the account's range, not an index of its own (a third index would cost
+ *     every insert again). Pages stay exact, since the limit counts only rows that pass
+ *     the filter, but the cost of a page grows with the rows of the account's other
+ *     currencies passed over to fill it: each is a look-up of the full row. For an account
+ *     with many currencies asking for a rare one -- say 100 rows of a currency that has 1%
+ *     of the account's rows -- a page reads about 10,000 rows instead of 100 (milliseconds
+ *     instead of tens of microseconds), and an account with no row of that currency is read
+ *     to its first row before the empty answer.
+ *   Runs (journal_runs: run, level, rows, merging_into): the writer puts a batch's entries
+ *   into the open run -- the newest run of level 0, whose number the rows carry in
+ *   index_run for the triggers -- so inserts land in a small, recently written key range
+ *   of each index table instead of anywhere in it: a commit of thousands of rows rewrites
+ *   a few hundred pages, not one per entry. Once the open run holds BAL_JOURNAL_RUN_ROWS
+ *   rows (checked after each batch) it is sealed and a new one opened. Once a level holds
+ *   BAL_JOURNAL_RUNS_PER_MERGE sealed runs, they are merged into one run of the next level
+ *   (about 1 million rows at level 1, 16 million at level 2, ...), and a merge is spread
+ *   over the batches that follow, inside their transactions: each batch moves, per index
+ *   and merge under way, the smallest keys of the merge's sources into its target (twice
+ *   as many entries as the batch has rows, at least 512), so no transaction holds the
+ *   writer for long and merges keep pace with the entries arriving at each level
+ *   (bal_journal_runs.c). An entry is in exactly one run at every commit, so a reader
+ *   sees each entry once, merge or not. Every entry is thus copied once per level it
+ *   passes: at about 0.5 us per entry and level that is what the runs cost in exchange
+ *   for cheap inserts. A file migrated from an earlier version keeps its rows in run 0 at
+ *   level BAL_JOURNAL_RUN_LEVEL_MIGRATED, which no merge reaches. index_run is the run a
+ *   row's entries were first written to; after a merge it names a run that is gone, and
+ *   nothing reads it again.
+ *   Readers visit every run: a look-up seeks each hash in each run, and a history page
+ *   walks the runs newest first -- level 0 by descending number, then level 1 the same
+ *   way, and so on -- and stops when the page is full. That order is the rows' order: an
+ *   account's rows are all its shard's, a shard's rows reach the runs in log order, a
+ *   merge's target is older than every run left at its sources' level and newer than
+ *   every other run at its own, and while a merge is under way the entries it has moved
+ *   (the smallest keys, so the oldest of any account whose entries it splits) sit in the
+ *   target, the rest in the sources, which are read first. (Rows of one log position
+ *   split over two calls, which the contract forbids, can break that order at a seal
+ *   between the calls.) The price: with R runs a look-up costs about R seeks per id and a
+ *   page of an account with few rows up to R short range scans. R is at most about
+ *   (BAL_JOURNAL_RUNS_PER_MERGE + 1) per level in use, and levels grow by a factor of 16:
+ *   up to ~17 runs below a million rows, ~34 below 16 million, ~51 below 268 million.
  *
  * Write path
  *   write_batch validates the rows, orders them by (account_id as stored, sequence, leg)
  *   -- sorting an array of small keys, the rows are not moved -- and inserts them in that
- *   order, many rows per prepared statement, so the account index is filled front to back
- *   instead of at random places (and each account's head leg in a sequence is the first of
- *   its run). The order is invisible to readers: the batch commits as a whole.
+ *   order, many rows per prepared statement, so the open run of the account index is
+ *   filled front to back instead of at random places (and each account's head leg in a
+ *   sequence is the first of its group). The order is invisible to readers: the batch
+ *   commits as a whole. The same transaction counts the rows into the open run, seals it
+ *   when full, starts the merges that became due and moves each merge under way one step
+ *   (see Indexes), so the runs are always in step with the rows.
  *
  * Errors: every function returns a bal_journal_status; errors are described into the
  * caller's errstr buffer (may be NULL when errstr_size is 0). Business outcomes
@@ -130,7 +164,7 @@
 /* The file's name inside the data directory. */
 #define BAL_JOURNAL_FILE_NAME "journal.sqlite3"
 /* PRAGMA user_version of the schema this code writes; older files are migrated on open. */
-#define BAL_JOURNAL_SCHEMA_VERSION 2
+#define BAL_JOURNAL_SCHEMA_VERSION 3
 /* PRAGMA application_id: "bal1", so a foreign SQLite file is refused, not altered. */
 #define BAL_JOURNAL_APPLICATION_ID 0x62616C31
 /* The seed of transaction_hash = bal_hash_bytes(transaction_id, its length, this seed),
@@ -140,6 +174,16 @@
  * little-endian u64 and has no other meaning. */
 #define BAL_JOURNAL_TRANSACTION_HASH_SEED 0x31646978746C6162ull
 
+/* The id and history indexes are kept in runs (see Indexes): the open run takes a batch's
+ * entries until it holds this many rows, then it is sealed and a new one opened ... */
+#define BAL_JOURNAL_RUN_ROWS 65536
+/* ... and once a level holds this many sealed runs, they are merged into one run of the
+ * next level (a bound for tests' settings too) ... */
+#define BAL_JOURNAL_RUNS_PER_MERGE 16
+#define BAL_JOURNAL_RUNS_PER_MERGE_MAX 32
+/* ... up to this level, which is also where a file written before runs existed keeps its
+ * rows (one run, never merged). */
+#define BAL_JOURNAL_RUN_LEVEL_MIGRATED 32
 /* Rows per write_batch call: a full HTTP batch whose every command touches the most
  * balances a command can (one log position's rows must fit one call). */
 #define BAL_JOURNAL_BATCH_ROWS_MAX (BAL_BATCH_ITEMS_MAX * BAL_COMMAND_BALANCES_MAX)
@@ -170,8 +214,9 @@
 /* Longest path of the journal file (Linux PATH_MAX less its terminator). */
 #define BAL_JOURNAL_PATH_LENGTH_MAX 4095
 /* Page cache per connection. What matters is the writer's: its cache survives its own
- * commits, and it should hold the index pages that inserts keep touching (both indexes of
- * 1.6 million rows take about 60 MiB). A reader's cache is emptied by SQLite whenever the
+ * commits, and it should hold the pages that inserts keep touching (the open runs of both
+ * indexes, a few MiB, and the paths down to them) and the ends of the runs a merge reads
+ * from and writes to. A reader's cache is emptied by SQLite whenever the
  * file changed since the reader's previous read transaction, so beyond one query's pages a
  * larger one buys a reader little; it costs nothing until pages are actually read. */
 #define BAL_JOURNAL_CACHE_KIB_DEFAULT (64u * 1024u)
@@ -299,6 +344,9 @@ bal_journal_status bal_journal_write_batch(bal_journal *journal, uint32_t shard,
 /* Writer: how many committed batches (not replays) have had their pages handed to the
  * disk at once (sync_file_range; see Durability). 0 where that call does not exist. */
 uint64_t bal_journal_writeback_count(const bal_journal *journal);
+
+/* Writer: how many merges of index runs this handle has made (see Indexes). */
+uint64_t bal_journal_merge_count(const bal_journal *journal);
 
 /* The shard's stored position; 0 if nothing was stored for it. */
 bal_journal_status bal_journal_position(bal_journal *journal, uint32_t shard, uint64_t *lsn_out,

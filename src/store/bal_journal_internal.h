@@ -13,14 +13,14 @@
 
 /* Amount columns bound per row: amount, two EVENT leg deltas, four balances, two deltas. */
 #define BAL_JOURNAL_ROW_AMOUNTS 9
-/* Values an INSERT binds per row: the columns read back (BAL_JOURNAL_COLUMNS) and
- * account_head_leg, which only the writer sets and only the history's index uses. */
-#define BAL_JOURNAL_INSERT_PARAMETERS (BAL_JOURNAL_COLUMN_COUNT + 1)
-/* Rows per multi-row INSERT statement: one statement's start (cursors opened on the table
- * and both indexes, the transaction check) and its reset are shared by this many rows.
- * 45 rows of 22 values bind 990, below even the 999-variable limit of older SQLite
- * builds. */
-#define BAL_JOURNAL_INSERT_GROUP_ROWS 45
+/* Values an INSERT binds per row: the columns read back (BAL_JOURNAL_COLUMNS), then
+ * account_head_leg and index_run, which only the writer sets and only the index triggers
+ * read. */
+#define BAL_JOURNAL_INSERT_PARAMETERS (BAL_JOURNAL_COLUMN_COUNT + 2)
+/* Rows per multi-row INSERT statement: one statement's start (cursors opened on the table,
+ * the transaction check) and its reset are shared by this many rows. 43 rows of 23 values
+ * bind 989, below even the 999-variable limit of older SQLite builds. */
+#define BAL_JOURNAL_INSERT_GROUP_ROWS 43
 
 /* The journal table's columns in the order of INSERT and SELECT (see the schema). */
 #define BAL_JOURNAL_COLUMNS                                                                      \
@@ -93,6 +93,10 @@ struct bal_journal {
     sqlite3_stmt *position_set;       /* writer only */
     sqlite3_stmt *insert_row;         /* writer only: one row */
     sqlite3_stmt *insert_group;       /* writer only: BAL_JOURNAL_INSERT_GROUP_ROWS rows */
+    sqlite3_stmt *run_open_get;       /* writer only: the open run and its rows */
+    sqlite3_stmt *run_rows_add;       /* writer only */
+    sqlite3_stmt *run_open_new;       /* writer only: a new open run */
+    sqlite3_stmt *runs_newest_first;  /* every run, newest rows first (the history's order) */
     sqlite3_stmt *lookup_chunk;       /* BAL_JOURNAL_LOOKUP_CHUNK_IDS placeholders */
     sqlite3_stmt *history_all;
     sqlite3_stmt *history_currency;
@@ -112,7 +116,26 @@ struct bal_journal {
      * for bal_journal_sync; -1 while not open. */
     int writeback_fds[2];
     uint64_t writeback_count;
+    /* Writer: the open index run, read at the start of each batch's transaction (only this
+     * handle writes, but a failed transaction must not leave a stale copy behind), its rows
+     * before the batch, and when runs are sealed and merged (BAL_JOURNAL_RUN_ROWS and
+     * BAL_JOURNAL_RUNS_PER_MERGE unless a test set others). */
+    int64_t open_run;
+    int64_t open_run_rows;
+    int64_t run_rows_max;
+    int64_t runs_per_merge;
+    int64_t merge_step;               /* 0: in proportion to each batch's rows */
+    uint64_t merge_count;
 };
+
+/* A macro's value as SQL text. */
+#define BAL_JOURNAL_TEXT_(x) #x
+#define BAL_JOURNAL_TEXT(x) BAL_JOURNAL_TEXT_(x)
+
+/* Inside the batch's write transaction, after its rows: moves each merge under way a step
+ * (in proportion to rows_inserted) and, after a seal or a finished merge, starts the merges
+ * that became due (bal_journal_runs.c). */
+int bal_journal_runs_upkeep(bal_journal *journal, int64_t rows_inserted, bool sealed);
 
 /* u64 -> SQLite integer: the two's-complement bit pattern (see bal_journal.h), written
  * without the implementation-defined conversion of an out-of-range value to int64_t. */
@@ -130,28 +153,36 @@ static inline uint64_t bal_journal_account_from_sql(int64_t value) {
     return (uint64_t)value; /* conversion to unsigned is modulo 2^64: the inverse above */
 }
 
-/* Rows strictly older than (?2, ?3) in (sequence, leg) order; written so that the index
- * range is "sequence <= ?2" and the rest a filter, newest first, one extra row to learn
- * whether another page exists. The index holds the account's head row of each command
- * (account_head_leg = leg); the head leads by key to the account's rows of that (shard,
- * sequence) that name it as their head -- each row names exactly one, so each comes once.
- * The key must be sought as (shard, sequence = , leg >=): SQLite 3.40 would otherwise
- * carry "head.sequence <= ?2" over to j and scan the shard's older sequences instead, so
- * the unary + keeps that inference out and "j.leg >= head.leg" (true of every such row)
- * completes the key (test_journal's history case checks the plan of this very text). The index gives the order of the
- * sequences; the rows of one sequence (one head's, or two heads' when a log position's
- * rows came in two calls) are put in (leg, shard) order by a sorter over those few rows
- * only, as the index of every row did before, so LIMIT still stops the walk early. The currency query walks the same index range and
- * filters on currency: LIMIT counts only rows that pass, so pages stay exact, but a
- * currency that is rare in a busy account costs a walk over the account's other rows (see
- * bal_journal.h). */
+/* One run's part of a history page: rows strictly older than (?2, ?3) in (sequence, leg)
+ * order among the account's entries in run ?6; written so that the index range is
+ * "sequence <= ?2" and the rest a filter, newest first, one extra row to learn whether
+ * another page exists. The run holds the account's head row of each command (account_head_leg = leg); the head leads by
+ * key to the account's rows of that (shard, sequence) that name it as their head -- each
+ * row names exactly one, so each comes once. The key must be sought as (shard, sequence =,
+ * leg >=): SQLite 3.40 would otherwise carry "head.sequence <= ?2" over to j and scan the
+ * shard's older sequences instead, so the unary + keeps that inference out and "j.leg >=
+ * head.leg" (true of every such row) completes the key (test_journal's history case checks
+ * the plan of this very text). The run gives the order of the sequences; the rows of one
+ * sequence (one head's, or two heads' when a log position's rows came in two calls) are
+ * put in (leg, shard) order by a sorter over those few rows only, so LIMIT still stops the
+ * walk early. The currency query walks the same range and filters on currency (?5): LIMIT
+ * counts only rows that pass, so pages stay exact, but a currency that is rare in a busy
+ * account costs a walk over the account's other rows (see bal_journal.h). */
 #define BAL_JOURNAL_HISTORY_SQL(currency_filter)                                                        \
-    "SELECT " BAL_JOURNAL_SELECT_COLUMNS " FROM journal AS head INDEXED BY journal_by_account "          \
+    "SELECT " BAL_JOURNAL_SELECT_COLUMNS " FROM journal_by_account_run AS head "                         \
     "CROSS JOIN journal AS j ON j.shard = head.shard AND j.sequence = +head.sequence AND j.leg >= head.leg " \
-    "WHERE head.account_id = ?1 AND head.account_head_leg = head.leg AND head.sequence <= ?2 "          \
+    "WHERE head.run = ?6 AND head.account_id = ?1 AND head.sequence <= ?2 "                             \
     "AND j.account_id = ?1 AND j.account_head_leg = head.leg AND (head.sequence < ?2 OR j.leg < ?3) "   \
     currency_filter "ORDER BY head.sequence DESC, j.leg DESC, j.shard DESC LIMIT ?4"
 
+
+/* Tests only: seals a run after rows_per_run rows, merges runs_per_merge (2 ..
+ * BAL_JOURNAL_RUNS_PER_MERGE_MAX) sealed runs, and, if merge_step > 0, moves exactly that
+ * many entries of each index per merge and batch, instead of the defaults, so that a test
+ * reaches many runs, merges and batches in the middle of a merge with few rows. Writer
+ * handle, before its first batch. */
+void bal_journal_set_runs_for_testing(bal_journal *journal, int64_t rows_per_run, int64_t runs_per_merge,
+                                      int64_t merge_step);
 
 /* Tests only: replaces the handle's id hash (before any row is written or read through it),
  * so that distinct ids can be given equal hashes and the look-up's collision handling can

@@ -7,10 +7,11 @@
  * hand-edited file surfaces as BAL_JOURNAL_CORRUPT instead of as a wrong balance in an API
  * answer. The look-up binds the hashes of up to BAL_JOURNAL_LOOKUP_CHUNK_IDS ids per
  * statement (one prepared statement, unused slots bound to NULL, which matches nothing),
- * finds the head rows that carry those hashes, reads every row of each head's (shard,
- * sequence), keeps only the rows whose id is exactly one of the chunk's ids (distinct ids
- * may share a hash), and runs all chunks inside one read transaction, so the answer is
- * one snapshot of the file.
+ * finds the id index's entries of those hashes in every run, reads every row of each
+ * entry's (shard, sequence), keeps only the rows whose id is exactly one of the chunk's ids
+ * (distinct ids may share a hash), and runs all chunks inside one read transaction, so the
+ * answer is one snapshot of the file. A history page is one read transaction too: the
+ * list of runs and each run's part of the page.
  */
 #include "bal_journal.h"
 
@@ -23,17 +24,19 @@
 /* The look-up statement's text: the fixed part plus "?," per id. */
 #define BAL_JOURNAL_LOOKUP_SQL_BYTES_MAX (1024 + 2 * BAL_JOURNAL_LOOKUP_CHUNK_IDS)
 
-/* Finds every row of each transaction through the hash index: a command spanning shards
- * stores its legs under each shard's own sequence, so rows are found by id, not by key.
- * Only the first row a shard stores of a transaction (its head) is in the index; all rows
- * of one (shard, sequence) belong to one command, so the head leads to the rest by key.
- * Rows of another id with the same hash come along and are dropped by the caller; sorting
- * by the id itself keeps the documented order (ids ascending, then the key). CROSS JOIN
- * fixes the loop order: heads by index, then the key range of each. */
+/* Finds every row of each transaction through the id index, in every run: a command
+ * spanning shards stores its legs under each shard's own sequence, so rows are found by
+ * id, not by key. Only the first row a shard stores of a transaction (its head) has an
+ * index entry; all rows of one (shard, sequence) belong to one command, so the entry leads
+ * to the rest by key. Rows of another id with the same hash come along and are dropped by
+ * the caller; sorting by the id itself keeps the documented order (ids ascending, then
+ * the key). CROSS JOIN fixes the loop order: runs, each run's entries of the hashes, then
+ * the key range of each. */
 static const char bal_journal_lookup_sql_head[] =
-    "SELECT " BAL_JOURNAL_SELECT_COLUMNS " FROM journal AS head INDEXED BY journal_by_transaction "
+    "SELECT " BAL_JOURNAL_SELECT_COLUMNS " FROM journal_runs AS r "
+    "CROSS JOIN journal_by_transaction_run AS head ON head.run = r.run "
     "CROSS JOIN journal AS j ON j.shard = head.shard AND j.sequence = head.sequence "
-    "WHERE head.transaction_hash IS NOT NULL AND head.transaction_hash IN (";
+    "WHERE head.transaction_hash IN (";
 static const char bal_journal_lookup_sql_tail[] = ") ORDER BY j.transaction_id, j.shard, j.sequence, j.leg";
 
 static const char bal_journal_history_all_sql[] = BAL_JOURNAL_HISTORY_SQL("");
@@ -52,6 +55,10 @@ int bal_journal_prepare_queries(bal_journal *journal) {
     memcpy(sql + length, bal_journal_lookup_sql_tail, sizeof bal_journal_lookup_sql_tail);
 
     int rc = bal_journal_prepare(journal, sql, &journal->lookup_chunk);
+    if (rc == SQLITE_OK) {
+        rc = bal_journal_prepare(journal, "SELECT run FROM journal_runs ORDER BY level, run DESC",
+                                 &journal->runs_newest_first);
+    }
     if (rc == SQLITE_OK) rc = bal_journal_prepare(journal, bal_journal_history_all_sql, &journal->history_all);
     if (rc == SQLITE_OK) {
         rc = bal_journal_prepare(journal, bal_journal_history_currency_sql, &journal->history_currency);
@@ -373,6 +380,45 @@ static bool bal_journal_history_row(void *context, const bal_journal_row *row) {
     return page->fn(page->context, row);
 }
 
+/* Fills the page from the runs, newest first, inside the open read transaction. An
+ * account's rows are all its shard's, and a shard's rows reach the runs in log order, so
+ * every entry of a newer run is newer (a larger sequence) than every entry of an older
+ * one: each run's part continues where the previous one's ended. */
+static bal_journal_status bal_journal_history_runs(bal_journal *journal, const bal_journal_history_query *query,
+                                                   uint64_t before_sequence, uint32_t before_leg,
+                                                   bal_journal_history_page *page, char *errstr, size_t errstr_size) {
+    assert(journal != NULL && query != NULL && page != NULL);
+    assert(!sqlite3_get_autocommit(journal->db));
+    sqlite3_stmt *runs = journal->runs_newest_first;
+    sqlite3_stmt *statement = query->currency != NULL ? journal->history_currency : journal->history_all;
+    bal_journal_status status = BAL_JOURNAL_OK;
+    int rc = SQLITE_OK;
+    while (status == BAL_JOURNAL_OK && !page->more && (rc = sqlite3_step(runs)) == SQLITE_ROW) {
+        int64_t run = sqlite3_column_int64(runs, 0);
+        assert(page->delivered <= page->limit);
+        rc = sqlite3_bind_int64(statement, 1, bal_journal_account_to_sql(query->account_id));
+        if (rc == SQLITE_OK) rc = sqlite3_bind_int64(statement, 2, (int64_t)before_sequence);
+        if (rc == SQLITE_OK) rc = sqlite3_bind_int64(statement, 3, before_leg);
+        if (rc == SQLITE_OK) rc = sqlite3_bind_int64(statement, 4, (int64_t)(page->limit - page->delivered) + 1);
+        if (rc == SQLITE_OK && query->currency != NULL) {
+            rc = sqlite3_bind_text(statement, 5, query->currency, -1, SQLITE_STATIC);
+        }
+        if (rc == SQLITE_OK) rc = sqlite3_bind_int64(statement, 6, run);
+        if (rc != SQLITE_OK) {
+            sqlite3_clear_bindings(statement);
+            status = bal_journal_sqlite_failure(journal, rc, "bind history query", errstr, errstr_size);
+            break;
+        }
+        status = bal_journal_run_query(journal, statement, NULL, bal_journal_history_row, page, errstr, errstr_size);
+        rc = SQLITE_OK;
+    }
+    if (status == BAL_JOURNAL_OK && rc != SQLITE_OK && rc != SQLITE_ROW && rc != SQLITE_DONE) {
+        status = bal_journal_sqlite_failure(journal, rc, "list index runs", errstr, errstr_size);
+    }
+    sqlite3_reset(runs);
+    return status;
+}
+
 static bal_journal_status bal_journal_check_history_query(const bal_journal_history_query *query,
                                                           char *errstr, size_t errstr_size) {
     assert(query != NULL);
@@ -410,19 +456,16 @@ bal_journal_status bal_journal_history(bal_journal *journal, const bal_journal_h
         before_sequence = (query->before - 1) / BAL_JOURNAL_LEGS_MAX;
         before_leg = (uint32_t)((query->before - 1) % BAL_JOURNAL_LEGS_MAX);
     }
-    sqlite3_stmt *statement = query->currency != NULL ? journal->history_currency : journal->history_all;
-    int rc = sqlite3_bind_int64(statement, 1, bal_journal_account_to_sql(query->account_id));
-    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(statement, 2, (int64_t)before_sequence);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(statement, 3, before_leg);
-    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(statement, 4, (int64_t)page.limit + 1);
-    if (rc == SQLITE_OK && query->currency != NULL) {
-        rc = sqlite3_bind_text(statement, 5, query->currency, -1, SQLITE_STATIC);
-    }
+    /* One read transaction: the runs and every run's part of the page are one snapshot. */
+    int rc = bal_journal_step_done(journal->begin_read);
+    if (rc != SQLITE_OK) return bal_journal_sqlite_failure(journal, rc, "begin history", errstr, errstr_size);
+    status = bal_journal_history_runs(journal, query, before_sequence, before_leg, &page, errstr, errstr_size);
+    rc = bal_journal_step_done(journal->commit);
     if (rc != SQLITE_OK) {
-        sqlite3_clear_bindings(statement);
-        return bal_journal_sqlite_failure(journal, rc, "bind history query", errstr, errstr_size);
+        if (!sqlite3_get_autocommit(journal->db)) (void)bal_journal_step_done(journal->rollback);
+        if (status == BAL_JOURNAL_OK) status = bal_journal_sqlite_failure(journal, rc, "end history", errstr, errstr_size);
     }
-    status = bal_journal_run_query(journal, statement, NULL, bal_journal_history_row, &page, errstr, errstr_size);
+    assert(sqlite3_get_autocommit(journal->db));
     if (status != BAL_JOURNAL_OK) return status;
     assert(page.delivered <= page.limit);
     if (page.more) *next_before_out = bal_journal_cursor_after(page.last_sequence, page.last_leg);

@@ -409,7 +409,10 @@ typedef struct history_data {
     uint32_t shard;          /* the shard whose accounts are listed */
 } history_data;
 
-static history_data write_history(bal_journal *journal) {
+/* Called after each batch write_history stores, with the rows stored so far. */
+typedef void (*history_batch_fn)(void *context, const history_data *data);
+
+static history_data write_history(bal_journal *journal, history_batch_fn after_batch, void *context) {
     history_data data = {calloc((size_t)HISTORY_COMMANDS * 4 * 2, sizeof(bal_journal_row)), 0, 3};
     CHECK(data.rows != NULL);
     uint64_t seed = 12345;
@@ -430,6 +433,7 @@ static history_data write_history(bal_journal *journal) {
                 CHECK_OK(bal_journal_write_batch(journal, shard, &data.rows[batch_start], data.count - batch_start,
                                                  ++lsn, NULL, ERR));
                 batch_start = data.count;
+                if (after_batch != NULL) after_batch(context, &data);
             }
         }
     }
@@ -479,6 +483,8 @@ static void check_listing(bal_journal *journal, const history_data *data, uint64
 static void exec_sql(const char *path, const char *sql);
 static bal_journal_status open_status(const test_dir *dir, bool read_only);
 static void check_indexes(const test_dir *dir);
+static void check_lookup_exact(bal_journal *journal, const bal_journal_row *rows, size_t row_count,
+                               const char *const *ids, size_t id_count);
 
 /* Every account's listing in every currency and at several page sizes; returns the rows
  * listed without a currency. */
@@ -515,19 +521,38 @@ static void check_history_plan(const test_dir *dir) {
     close_query(db, s);
 }
 
-/* Turns a current file back into schema version 1 (every row in journal_by_account, no
- * account_head_leg), as the previous version wrote it. */
-static void downgrade_to_version_1(const test_dir *dir) {
-    exec_sql(dir->path, "DROP INDEX journal_by_account; ALTER TABLE journal DROP COLUMN account_head_leg; "
-                        "CREATE INDEX journal_by_account ON journal (account_id, sequence, leg); "
-                        "PRAGMA user_version = 1;");
+/* Turns a current file back into schema version 2 (both indexes on the journal table, no
+ * runs) or 1 (also every row in journal_by_account, no account_head_leg), as the earlier
+ * versions wrote them. */
+static void downgrade(const test_dir *dir, int version) {
+    exec_sql(dir->path, "DROP TRIGGER journal_index_transaction; DROP TRIGGER journal_index_account; "
+                        "DROP TABLE journal_by_transaction_run; DROP TABLE journal_by_account_run; "
+                        "DROP TABLE journal_runs; ALTER TABLE journal DROP COLUMN index_run; "
+                        "CREATE INDEX journal_by_transaction ON journal (transaction_hash) "
+                        "WHERE transaction_hash IS NOT NULL;");
+    if (version == 2) {
+        exec_sql(dir->path, "CREATE INDEX journal_by_account ON journal (account_id, sequence, leg) "
+                            "WHERE account_head_leg = leg; PRAGMA user_version = 2;");
+    } else {
+        exec_sql(dir->path, "ALTER TABLE journal DROP COLUMN account_head_leg; "
+                            "CREATE INDEX journal_by_account ON journal (account_id, sequence, leg); "
+                            "PRAGMA user_version = 1;");
+    }
+}
+
+/* Every listing of the history data, read through a fresh reader of dir. */
+static void check_listings_again(const test_dir *dir, const history_data *data, const bal_journal_row **expected,
+                                 size_t total) {
+    bal_journal *reader = test_open(dir, true);
+    CHECK(check_all_listings(reader, data, expected) == total);
+    bal_journal_close(reader);
 }
 
 static void test_history(void) {
     test_dir dir;
     test_dir_create(&dir);
     bal_journal *journal = test_open(&dir, false);
-    history_data data = write_history(journal);
+    history_data data = write_history(journal, NULL, NULL);
     bal_journal *reader = test_open(&dir, true);
     const bal_journal_row **expected = calloc(data.count, sizeof *expected);
     CHECK(expected != NULL);
@@ -557,18 +582,85 @@ static void test_history(void) {
     CHECK(page.count == 2);
     test_rows_free(&page);
 
-    /* A file of schema version 1 is migrated by the writer and lists the same pages. */
+    /* Files of schema versions 2 and 1 are migrated by the writer and list the same pages. */
     bal_journal_close(reader);
     bal_journal_close(journal);
-    downgrade_to_version_1(&dir);
-    CHECK(open_status(&dir, true) == BAL_JOURNAL_SCHEMA);
-    journal = test_open(&dir, false);
-    reader = test_open(&dir, true);
-    check_indexes(&dir);
-    CHECK(check_all_listings(reader, &data, expected) == total);
+    for (int version = 2; version >= 1; version--) {
+        downgrade(&dir, version);
+        CHECK(open_status(&dir, true) == BAL_JOURNAL_SCHEMA);
+        journal = test_open(&dir, false);
+        check_indexes(&dir);
+        check_listings_again(&dir, &data, expected, total);
+        bal_journal_close(journal);
+    }
     free(expected);
     free(data.rows);
-    bal_journal_close(reader);
+    test_dir_remove(&dir);
+}
+
+/* A one-integer query on dir's file. */
+static int64_t query_file(const test_dir *dir, const char *sql) {
+    sqlite3 *db = NULL;
+    sqlite3_stmt *s = NULL;
+    open_query(dir, sql, &db, &s);
+    CHECK(sqlite3_step(s) == SQLITE_ROW);
+    int64_t value = sqlite3_column_int64(s, 0);
+    close_query(db, s);
+    return value;
+}
+
+typedef struct runs_probe {
+    const test_dir *dir;
+    bal_journal *reader;
+    const bal_journal_row **expected;
+    size_t batches;
+    size_t checked_during_merge;
+} runs_probe;
+
+/* Every third batch: one account's listing and the ids of the newest rows, against what was
+ * written so far, counting the checks made while a merge was under way. */
+static void check_between_batches(void *context, const history_data *data) {
+    runs_probe *probe = context;
+    if (++probe->batches % 3 != 0) return;
+    check_listing(probe->reader, data, history_accounts[probe->batches % HISTORY_ACCOUNTS], NULL, 7, probe->expected);
+    const char *ids[200];
+    size_t id_count = 0;
+    for (size_t i = data->count; i-- > 0 && id_count < 200;) ids[id_count++] = data->rows[i].transaction_id;
+    for (size_t i = 0; i < data->count && id_count < 200; i += 37) ids[id_count++] = data->rows[i].transaction_id;
+    check_lookup_exact(probe->reader, data->rows, data->count, ids, id_count);
+    probe->checked_during_merge +=
+        query_file(probe->dir, "SELECT count(*) FROM journal_runs WHERE merging_into IS NOT NULL") > 0;
+}
+
+/* The same history written with runs of 120 rows merged 3 at a time, each merge moving 150
+ * entries of each index per batch, so that it spans several batches: pages continue across runs, seals and merges (of two levels), and every
+ * id is found in whichever run holds it, also while merges are under way. */
+static void test_history_runs(void) {
+    test_dir dir;
+    test_dir_create(&dir);
+    bal_journal *journal = test_open(&dir, false);
+    bal_journal_set_runs_for_testing(journal, 120, 3, 150);
+    const bal_journal_row **expected = calloc((size_t)HISTORY_COMMANDS * 4 * 2, sizeof *expected);
+    CHECK(expected != NULL);
+    runs_probe probe = {&dir, test_open(&dir, true), expected, 0, 0};
+    history_data data = write_history(journal, check_between_batches, &probe);
+    /* About 3,100 rows in 50 batches: a seal every batch or so, merges into levels 1 and 2. */
+    CHECK(bal_journal_merge_count(journal) >= 5);
+    CHECK(query_file(&dir, "SELECT count(*) FROM journal_runs WHERE level = 2") >= 1);
+    CHECK(probe.checked_during_merge >= 3);
+    /* Every entry is in a run the catalog lists. */
+    CHECK(query_file(&dir, "SELECT count(*) FROM journal_by_account_run WHERE run NOT IN (SELECT run FROM journal_runs)") == 0);
+    size_t total = check_all_listings(probe.reader, &data, expected);
+    CHECK(total > HISTORY_COMMANDS);
+    const char *ids[BAL_JOURNAL_LOOKUP_IDS_MAX];
+    size_t id_count = 0;
+    for (size_t i = 0; i < data.count && id_count < BAL_JOURNAL_LOOKUP_IDS_MAX; i += 2) {
+        ids[id_count++] = data.rows[i].transaction_id;
+    }
+    check_lookup_exact(probe.reader, data.rows, data.count, ids, id_count);
+    bal_journal_close(probe.reader);
+    free(expected);
+    free(data.rows);
     bal_journal_close(journal);
     test_dir_remove(&dir);
 }
@@ -728,22 +820,31 @@ static bal_journal_status open_status(const test_dir *dir, bool read_only) {
     return status;
 }
 
-/* The file has exactly the two secondary indexes the write path pays for, on the columns
- * bal_journal.h documents. */
+/* The file has no index on the journal table itself: the id and history indexes are the
+ * two run tables, keyed as bal_journal.h documents and filled by the two triggers. */
 static void check_indexes(const test_dir *dir) {
     sqlite3 *db = NULL;
     sqlite3_stmt *s = NULL;
     open_query(dir,
-               "SELECT m.name, group_concat(i.name, ',') FROM sqlite_schema AS m, "
-               "pragma_index_info(m.name) AS i WHERE m.type = 'index' AND m.tbl_name = 'journal' "
-               "AND m.sql IS NOT NULL GROUP BY m.name ORDER BY m.name",
+               "SELECT m.type, m.name, (SELECT group_concat(name, ',') FROM (SELECT name FROM pragma_table_info(m.name) "
+               "WHERE pk > 0 ORDER BY pk)) FROM sqlite_schema AS m "
+               "WHERE m.type IN ('index', 'trigger') OR m.name LIKE 'journal_by_%' ORDER BY m.type, m.name",
                &db, &s);
-    CHECK(sqlite3_step(s) == SQLITE_ROW);
-    CHECK(strcmp((const char *)sqlite3_column_text(s, 0), "journal_by_account") == 0);
-    CHECK(strcmp((const char *)sqlite3_column_text(s, 1), "account_id,sequence,leg") == 0);
-    CHECK(sqlite3_step(s) == SQLITE_ROW);
-    CHECK(strcmp((const char *)sqlite3_column_text(s, 0), "journal_by_transaction") == 0);
-    CHECK(strcmp((const char *)sqlite3_column_text(s, 1), "transaction_hash") == 0);
+    static const char *const expected[][3] = {
+        {"table", "journal_by_account_run", "run,account_id,sequence,leg,shard"},
+        {"table", "journal_by_transaction_run", "run,transaction_hash,shard,sequence"},
+        {"trigger", "journal_index_account", NULL},
+        {"trigger", "journal_index_transaction", NULL},
+    };
+    for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++) {
+        CHECK(sqlite3_step(s) == SQLITE_ROW);
+        CHECK(strcmp((const char *)sqlite3_column_text(s, 0), expected[i][0]) == 0);
+        if (strcmp((const char *)sqlite3_column_text(s, 1), expected[i][1]) != 0) {
+            fprintf(stderr, "schema object %s, expected %s\n", sqlite3_column_text(s, 1), expected[i][1]);
+            CHECK(false);
+        }
+        if (expected[i][2] != NULL) CHECK(strcmp((const char *)sqlite3_column_text(s, 2), expected[i][2]) == 0);
+    }
     CHECK(sqlite3_step(s) == SQLITE_DONE);
     close_query(db, s);
 }
@@ -1235,8 +1336,8 @@ static void test_corrupt(void) {
         bal_journal_close(journal);
         test_dir_remove(&dir);
     }
-    /* A stored hash that is not the id's: the row can no longer be found by its id (the
-     * look-up answers "unknown"), and reading it any other way reports the damage. */
+    /* A stored hash that is not the id's: the row reads back as damaged, by its id (the
+     * index still leads to it) and in the history. */
     test_dir dir;
     test_dir_create(&dir);
     bal_journal *journal = test_open(&dir, false);
@@ -1247,11 +1348,16 @@ static void test_corrupt(void) {
     exec_sql(dir.path, "UPDATE journal SET transaction_hash = transaction_hash + 1 WHERE sequence = 1");
     test_rows found = {0};
     const char *id = "dep-1";
-    CHECK_OK(bal_journal_find_transactions(journal, &id, 1, test_rows_collect, &found, ERR));
+    CHECK(bal_journal_find_transactions(journal, &id, 1, test_rows_collect, &found, NULL, 0) == BAL_JOURNAL_CORRUPT);
     CHECK(found.count == 0);
     uint64_t next = 0;
     bal_journal_history_query query = {.account_id = 3};
     CHECK(bal_journal_history(journal, &query, test_rows_collect, &found, &next, NULL, 0) == BAL_JOURNAL_CORRUPT);
+    /* An id index entry whose hash is not the id's: the row is unknown to the look-up. */
+    exec_sql(dir.path, "UPDATE journal SET transaction_hash = transaction_hash - 1 WHERE sequence = 1; "
+                       "UPDATE journal_by_transaction_run SET transaction_hash = transaction_hash + 1");
+    CHECK_OK(bal_journal_find_transactions(journal, &id, 1, test_rows_collect, &found, ERR));
+    CHECK(found.count == 0);
     test_rows_free(&found);
     bal_journal_close(journal);
     test_dir_remove(&dir);
@@ -1391,7 +1497,7 @@ typedef struct test_case {
 static const test_case test_cases[] = {
     {"round_trip", test_round_trip}, {"validation", test_validation}, {"idempotency", test_idempotency},
     {"history", test_history},       {"lookup", test_lookup},         {"schema", test_schema},
-    {"history_split_position", test_history_split_position},
+    {"history_split_position", test_history_split_position}, {"history_runs", test_history_runs},
     {"lookup_collisions", test_lookup_collisions}, {"sorted_insert", test_sorted_insert},
     {"concurrent_readers", test_concurrent_readers}, {"corrupt", test_corrupt},
     {"checkpoint", test_checkpoint}, {"writeback", test_writeback}, {"names", test_names},

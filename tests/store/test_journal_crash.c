@@ -8,7 +8,10 @@
  * of reports plus a random delay (so the kill lands anywhere, also inside a transaction),
  * reopens the file and checks: the position is the last reported one or the one after it
  * (committed, not yet reported), every sequence up to the position has all its rows, none
- * beyond it has any, and SQLite's integrity check passes. Rounds continue on the same file.
+ * beyond it has any, the id and history indexes hold exactly one entry per head row, in
+ * runs that exist, and SQLite's integrity check passes. The writer seals a run every few
+ * batches and merges runs often, so kills also land inside merges. Rounds continue on the
+ * same file.
  */
 #include <signal.h>
 #include <sqlite3.h>
@@ -17,6 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bal_journal_internal.h"
 #include "journal_test_util.h"
 
 #define CRASH_ROUNDS 8
@@ -24,6 +28,9 @@
 #define CRASH_REPORTS_MAX 150       /* reports before the kill: 1 .. this */
 #define CRASH_DELAY_US_MAX 3000     /* extra delay before the kill */
 #define CRASH_LSN_LIMIT 1000000     /* a writer whose parent vanished stops here */
+#define CRASH_RUN_ROWS 500          /* a seal about every 8 batches ... */
+#define CRASH_RUNS_PER_MERGE 4      /* ... a merge about every 30 */
+#define CRASH_MERGE_STEP 100        /* entries per index and batch: a merge spans batches */
 
 /* Rows of command `sequence`: every third is a TRANSFER (2 rows), the others DEPOSITs. */
 static size_t build_command(bal_journal_row *rows, uint64_t sequence) {
@@ -57,6 +64,7 @@ static size_t build_batch(bal_journal_row *rows, uint64_t lsn) {
 static void child_writer(const test_dir *dir, int report_fd) {
     static bal_journal_row rows[CRASH_COMMANDS_PER_BATCH * 2];
     bal_journal *journal = test_open(dir, false);
+    bal_journal_set_runs_for_testing(journal, CRASH_RUN_ROWS, CRASH_RUNS_PER_MERGE, CRASH_MERGE_STEP);
     uint64_t position = 0;
     CHECK_OK(bal_journal_position(journal, 0, &position, ERR));
     for (uint64_t lsn = position > 2 ? position - 2 : 1; lsn < CRASH_LSN_LIMIT; lsn++) {
@@ -89,6 +97,22 @@ static void check_file(const test_dir *dir, uint64_t position) {
     CHECK(query_int(db, "SELECT coalesce(min(sequence), 1) FROM journal") == 1);
     CHECK(query_int(db, "SELECT count(*) FROM journal WHERE type = 'TRANSFER' AND leg = 1") ==
           (int64_t)(last_sequence / 3));
+    /* The indexes: one entry per head row, nothing else, in runs the catalog lists. */
+    CHECK(query_int(db, "SELECT count(*) FROM journal_by_transaction_run") ==
+          query_int(db, "SELECT count(*) FROM journal WHERE transaction_hash IS NOT NULL"));
+    CHECK(query_int(db, "SELECT count(*) FROM (SELECT transaction_hash, shard, sequence FROM journal "
+                        "WHERE transaction_hash IS NOT NULL EXCEPT "
+                        "SELECT transaction_hash, shard, sequence FROM journal_by_transaction_run)") == 0);
+    CHECK(query_int(db, "SELECT count(*) FROM journal_by_account_run") ==
+          query_int(db, "SELECT count(*) FROM journal WHERE account_head_leg = leg"));
+    CHECK(query_int(db, "SELECT count(*) FROM (SELECT account_id, sequence, leg, shard FROM journal "
+                        "WHERE account_head_leg = leg EXCEPT "
+                        "SELECT account_id, sequence, leg, shard FROM journal_by_account_run)") == 0);
+    CHECK(query_int(db, "SELECT count(*) FROM journal_by_transaction_run WHERE run NOT IN (SELECT run FROM journal_runs)") == 0);
+    CHECK(query_int(db, "SELECT count(*) FROM journal_by_account_run WHERE run NOT IN (SELECT run FROM journal_runs)") == 0);
+    CHECK(query_int(db, "SELECT coalesce(sum(rows), 0) FROM journal_runs WHERE merging_into IS NULL") ==
+          (int64_t)rows_up_to(last_sequence));
+    CHECK(query_int(db, "SELECT count(*) FROM journal_runs WHERE level = 0") <= 3 * CRASH_RUNS_PER_MERGE); /* merges keep up */
     sqlite3_stmt *s = NULL;
     CHECK(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &s, NULL) == SQLITE_OK);
     CHECK(sqlite3_step(s) == SQLITE_ROW && strcmp((const char *)sqlite3_column_text(s, 0), "ok") == 0);
