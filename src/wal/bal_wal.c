@@ -40,9 +40,8 @@
  * 40-90 ms seen with perf sched). fallocate() is not enough on ext4: its extents stay
  * "unwritten" and the first write to each one is again a metadata change. One extension
  * writes about this many zeros (in BAL_WAL_ZERO_CHUNK_BYTES pieces) and fsyncs once, every
- * 16 MiB of records -- on the committing shard's thread. It does not look at the segment
- * size: a segment smaller than this is still zero-filled this far, and cut back when it
- * is full. */
+ * 16 MiB of records -- on the committing shard's thread. A segment smaller than this is
+ * zero-filled only to its size target (wal_zero_ahead). */
 #define BAL_WAL_ZERO_AHEAD_BYTES (16u << 20)
 #define BAL_WAL_ZERO_CHUNK_BYTES (64u << 10)
 #define BAL_WAL_ZERO_TAIL_REASON "zero-filled bytes"
@@ -760,10 +759,14 @@ bal_wal_status bal_wal_open(const char *dir, const bal_wal_options *options, bal
 
 /* ---- append and sync ----------------------------------------------------------------- */
 
-/* Extends the active segment with zeros up to BAL_WAL_ZERO_AHEAD_BYTES past `end`. */
+/* Extends the active segment with zeros up to BAL_WAL_ZERO_AHEAD_BYTES past `end`, but
+ * not more than one chunk past the segment's size target (or past `end`, for a segment
+ * whose first record alone is larger): a small segment is not filled with zeros it will
+ * never use, to be cut off again when it is full. */
 static int wal_zero_ahead(bal_wal *wal, uint64_t end) {
     static const uint8_t zeros[BAL_WAL_ZERO_CHUNK_BYTES];
-    uint64_t target = end + BAL_WAL_ZERO_AHEAD_BYTES;
+    uint64_t limit = (wal->segment_bytes_target > end ? wal->segment_bytes_target : end) + BAL_WAL_ZERO_CHUNK_BYTES;
+    uint64_t target = end + BAL_WAL_ZERO_AHEAD_BYTES < limit ? end + BAL_WAL_ZERO_AHEAD_BYTES : limit;
     target -= target % BAL_WAL_ZERO_CHUNK_BYTES;
     assert(target > end && target > wal->segment_zeroed);
     for (uint64_t at = wal->segment_zeroed; at < target;) {
