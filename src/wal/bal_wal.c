@@ -816,17 +816,18 @@ static void wal_record_sync_latency(bal_wal *wal, uint64_t elapsed_ns) {
     if (elapsed_ns > wal->stats.sync_ns_max) BAL_WAL_STAT_SET(wal, sync_ns_max, elapsed_ns);
 }
 
-/* fdatasync of the active segment after a flush: everything appended is then durable. */
-static bal_wal_status wal_datasync(bal_wal *wal) {
+/* fdatasync (or, when full, fsync: the file's size too) of the active segment after a
+ * flush, timed: everything appended is then durable. */
+static bal_wal_status wal_sync_segment(bal_wal *wal, bool full) {
     assert(!wal->failed);
     assert(wal->buffer_used == 0);
     uint64_t start_ns = bal_wal_io_now_ns();
-    int rc = fdatasync(wal->segment_fd);
+    int rc = full ? fsync(wal->segment_fd) : fdatasync(wal->segment_fd);
     uint64_t elapsed_ns = bal_wal_io_now_ns() - start_ns;
     if (rc != 0) {
         char name[BAL_WAL_IO_NAME_BYTES];
         wal_active_name(wal, name);
-        return wal_fail(wal, errno, "fdatasync", name);
+        return wal_fail(wal, errno, full ? "fsync" : "fdatasync", name);
     }
     wal_record_sync_latency(wal, elapsed_ns);
     wal->synced_lsn = wal->next_lsn - 1;
@@ -834,8 +835,9 @@ static bal_wal_status wal_datasync(bal_wal *wal) {
     return BAL_WAL_OK;
 }
 
-/* Makes the active segment final: cut to its logical size (the zeros ahead go) and synced,
- * size included. Only then may a later segment exist (every segment but the last is final). */
+/* Makes the flushed active segment final: cut to its logical size (the zeros ahead go)
+ * and synced, size included -- one sync either way. Only then may a later segment exist
+ * (every segment but the last is final). */
 static bal_wal_status wal_finish_segment(bal_wal *wal) {
     assert(wal->buffer_used == 0);
     if (wal->segment_zeroed > wal->segment_size) {
@@ -845,18 +847,12 @@ static bal_wal_status wal_finish_segment(bal_wal *wal) {
             return wal_fail(wal, errno, "ftruncate", name);
         }
         wal->segment_zeroed = wal->segment_size;
-        uint64_t start_ns = bal_wal_io_now_ns();
-        if (fsync(wal->segment_fd) != 0) {
-            char name[BAL_WAL_IO_NAME_BYTES];
-            wal_active_name(wal, name);
-            return wal_fail(wal, errno, "fsync", name);
-        }
-        wal_record_sync_latency(wal, bal_wal_io_now_ns() - start_ns);
-        wal->synced_lsn = wal->next_lsn - 1;
-        BAL_WAL_STAT_SET(wal, synced_lsn, wal->synced_lsn);
-        return BAL_WAL_OK;
+        return wal_sync_segment(wal, true);
     }
-    return wal_datasync(wal);
+    /* No zeros ahead: the size is durable already (the segment's creation or its last
+     * extension synced it), so only unsynced records need a sync. */
+    if (wal->synced_lsn + 1 == wal->next_lsn) return BAL_WAL_OK;
+    return wal_sync_segment(wal, false);
 }
 
 /* Closes the full active segment (written and synced completely, so that only the last
@@ -925,7 +921,7 @@ bal_wal_status bal_wal_sync(bal_wal *wal) {
     }
     bal_wal_status status = wal_flush(wal);
     if (status != BAL_WAL_OK) return status;
-    return wal_datasync(wal);
+    return wal_sync_segment(wal, false);
 }
 
 /* ---- replay -------------------------------------------------------------------------- */
@@ -1052,8 +1048,9 @@ bal_wal_status bal_wal_remove_before(bal_wal *wal, uint64_t lsn, uint32_t *remov
 bal_wal_status bal_wal_close(bal_wal *wal, char *errstr, size_t errstr_size) {
     assert(wal != NULL);
     assert(!wal->replaying);
-    bal_wal_status status = wal->failed ? BAL_WAL_FAILED : bal_wal_sync(wal);
-    /* A clean close leaves the segment at its exact size, so the next open finds no tail. */
+    /* A clean close leaves the segment written, synced and at its exact size (one sync),
+     * so the next open finds no tail. */
+    bal_wal_status status = wal->failed ? BAL_WAL_FAILED : wal_flush(wal);
     if (status == BAL_WAL_OK && wal->segment_fd >= 0) status = wal_finish_segment(wal);
     if (status != BAL_WAL_OK) wal_copy_message(wal->error, errstr, errstr_size);
     else wal_copy_message("", errstr, errstr_size);
