@@ -17,6 +17,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "bal_auth.h"
 #include "bal_loadgen_engine.h"
 #include "bal_loadgen_sign.h"
 
@@ -25,8 +26,10 @@
 /* A template read from a file. */
 #define LG_TEMPLATE_FILE_BYTES_MAX (1024 * 1024)
 /* Pre-signed requests carry the time they were signed, and the server refuses a timestamp
-   more than 5 minutes old: warm-up plus duration must end well inside that window. */
-#define LG_PRESIGNED_SECONDS_MAX 240.0
+   older than its replay window: warm-up plus duration must end well inside it (a minute
+   to spare for rendering and clock differences). */
+#define LG_PRESIGNED_SECONDS_MAX (BAL_AUTH_REPLAY_WINDOW_MS / 1000.0 - 60.0)
+_Static_assert(BAL_AUTH_REPLAY_WINDOW_MS > 2 * 60 * 1000, "a pre-signed run has at least a minute");
 
 typedef struct lg_cli {
     bal_loadgen_options options;
