@@ -25,7 +25,7 @@
 #define BAL_IDS_FILTER_BLOCK_BYTES 64u
 #define BAL_IDS_FILTER_BLOCK_WORDS (BAL_IDS_FILTER_BLOCK_BYTES / 8u)
 /* Bits per id within its block: with 16 bits of filter per id, 8 probes are near the
- * optimum for a blocked filter (0.09% wrong "maybe"s measured, tests/runtime/test_ids.c). */
+ * optimum for a blocked filter (0.089% wrong "maybe"s measured, tests/runtime/test_ids.c). */
 #define BAL_IDS_FILTER_PROBES 8u
 #define BAL_IDS_SEED_BLOCK 0x6a09e667f3bcc909ull
 #define BAL_IDS_SEED_BITS 0xbb67ae8584caa73bull

@@ -33,7 +33,7 @@
 #include <stdint.h>
 
 /* Filter sizes: a power of two from 1 MiB to 16 GiB. At 16 bits per id (64 MiB holds 32M
- * ids) a "maybe" is wrong about 0.1% of the time (0.089% in tests/runtime/test_ids.c). */
+ * ids) a "maybe" is wrong 0.089% of the time (tests/runtime/test_ids.c). */
 #define BAL_IDS_FILTER_BYTES_MIN (1ull << 20)
 #define BAL_IDS_FILTER_BYTES_MAX (16ull << 30)
 #define BAL_IDS_FILTER_BYTES_DEFAULT (64ull << 20)

@@ -29,7 +29,9 @@ static void test_create_limits(void) {
 }
 
 /* At 16 bits of filter per id (1 MiB for 524,288 ids): no id is forgotten, and fresh ids
- * get "maybe" about 0.1-0.2% of the time (docs/embedded.md); checked below 0.5%. */
+ * get "maybe" 0.089% of the time (469 of them: the ids and the filter's hashing are
+ * fixed, so the count is too; the figure bal_ids.h and docs/embedded.md quote); checked
+ * below 0.1%, so that a change to the filter that makes it worse is seen. */
 static void test_filter(void) {
     bal_ids *ids = NULL;
     CHECK(bal_ids_create(1u << 20, 0, 1, &ids));
@@ -42,7 +44,7 @@ static void test_filter(void) {
     CHECK(forgotten == 0);
     printf("filter: %llu of %llu fresh ids answered maybe (%.3f%%) at 16 bits per id\n", (unsigned long long)maybe,
            (unsigned long long)count, 100.0 * (double)maybe / (double)count);
-    CHECK(maybe * 200 < count);
+    CHECK(maybe * 1000 < count);
     bal_ids_destroy(ids);
 }
 
