@@ -138,8 +138,9 @@ static const char *const bal_journal_migrations[BAL_JOURNAL_SCHEMA_VERSION] = {
     "  shard INTEGER NOT NULL,"
     "  PRIMARY KEY (run, account_id, sequence, leg, shard)"
     ") STRICT, WITHOUT ROWID;"
-    "INSERT INTO journal_runs (run, level, rows) SELECT 0, " BAL_JOURNAL_TEXT(BAL_JOURNAL_RUN_LEVEL_MIGRATED) ", count(*)"
-    "  FROM journal HAVING count(*) > 0;"
+    /* WHERE EXISTS, not HAVING without GROUP BY: SQLite accepts that only from 3.39. */
+    "INSERT INTO journal_runs (run, level, rows) SELECT 0, " BAL_JOURNAL_TEXT(BAL_JOURNAL_RUN_LEVEL_MIGRATED) ","
+    "  (SELECT count(*) FROM journal) WHERE EXISTS (SELECT 1 FROM journal);"
     "INSERT INTO journal_by_transaction_run (run, transaction_hash, shard, sequence)"
     "  SELECT 0, transaction_hash, shard, sequence FROM journal WHERE transaction_hash IS NOT NULL"
     "  ORDER BY 2, 3, 4;"
@@ -920,10 +921,13 @@ bal_journal_status bal_journal_write_batch(bal_journal *journal, uint32_t shard,
     if (rc != SQLITE_OK) {
         status = bal_journal_sqlite_failure(journal, rc, what, errstr, errstr_size);
         bal_journal_abandon(journal);
+        journal->merges_pending = 0; /* rolled back with the batch */
         return status;
     }
     assert(sqlite3_get_autocommit(journal->db));
     if (outcome_out != NULL) *outcome_out = outcome;
+    journal->merge_count += journal->merges_pending;
+    journal->merges_pending = 0;
     if (!outcome.skipped) bal_journal_start_writeback(journal); /* a replay wrote nothing */
     return BAL_JOURNAL_OK;
 }

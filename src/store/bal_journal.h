@@ -114,28 +114,32 @@
  *   (about 1 million rows at level 1, 16 million at level 2, ...), and a merge is spread
  *   over the batches that follow, inside their transactions: each batch moves, per index
  *   and merge under way, the smallest keys of the merge's sources into its target (twice
- *   as many entries as the batch has rows, at least 512), so no transaction holds the
- *   writer for long and merges keep pace with the entries arriving at each level
- *   (bal_journal_runs.c). An entry is in exactly one run at every commit, so a reader
+ *   as many entries as the batch inserted rows, at least 512), so no transaction holds
+ *   the writer for long and merges keep pace with the entries arriving at each level
+ *   (bal_journal_runs.c). A merge takes every sealed run of its level that is free, up to
+ *   64, so a level that fell behind catches up in one merge. An entry is in exactly one run at every commit, so a reader
  *   sees each entry once, merge or not. Every entry is thus copied once per level it
- *   passes: at about 0.5 us per entry and level that is what the runs cost in exchange
- *   for cheap inserts. A file migrated from an earlier version keeps its rows in run 0 at
+ *   passes: about 0.5 us per entry and level in a bare SQLite measurement, 1.3-1.6 us in
+ *   a loaded node -- what the runs cost in exchange for cheap inserts. A file migrated from an earlier version keeps its rows in run 0 at
  *   level BAL_JOURNAL_RUN_LEVEL_MIGRATED, which no merge reaches. index_run is the run a
  *   row's entries were first written to; after a merge it names a run that is gone, and
  *   nothing reads it again.
  *   Readers visit every run: a look-up seeks each hash in each run, and a history page
  *   walks the runs newest first -- level 0 by descending number, then level 1 the same
  *   way, and so on -- and stops when the page is full. That order is the rows' order: an
- *   account's rows are all its shard's, a shard's rows reach the runs in log order, a
+ *   account's rows are all its shard's (a precondition: the node keeps each account on
+ *   one shard; an account whose rows came from two shards would page out of order), a shard's rows reach the runs in log order, a
  *   merge's target is older than every run left at its sources' level and newer than
  *   every other run at its own, and while a merge is under way the entries it has moved
  *   (the smallest keys, so the oldest of any account whose entries it splits) sit in the
  *   target, the rest in the sources, which are read first. (Rows of one log position
  *   split over two calls, which the contract forbids, can break that order at a seal
  *   between the calls.) The price: with R runs a look-up costs about R seeks per id and a
- *   page of an account with few rows up to R short range scans. R is at most about
- *   (BAL_JOURNAL_RUNS_PER_MERGE + 1) per level in use, and levels grow by a factor of 16:
- *   up to ~17 runs below a million rows, ~34 below 16 million, ~51 below 268 million.
+ *   page of an account with few rows up to R short range scans. A level holds up to
+ *   BAL_JOURNAL_RUNS_PER_MERGE runs, plus those sealed while its merge is under way (about
+ *   half as many again), and levels grow by a factor of 16: R stays below about 25 under
+ *   a million rows, 50 under 16 million, 75 under 268 million (a simulation of the
+ *   schedule found 18, 39 and 48).
  *
  * Write path
  *   write_batch validates the rows, orders them by (account_id as stored, sequence, leg)
@@ -335,7 +339,9 @@ void bal_journal_close(bal_journal *journal);
 /* Writer only. Validates every row (all belong to shard), then in one SQLite transaction
  * inserts them and sets shard's position to last_lsn (1 .. BAL_JOURNAL_LSN_MAX); a no-op
  * if last_lsn <= the stored position. row_count may be 0 (a log batch without rows still
- * moves the position). outcome_out may be NULL. */
+ * moves the position). outcome_out may be NULL. Every row of one account must come from
+ * the same shard, in every call over the file's life: the history pages in sequence order
+ * across the index runs on that premise (see Indexes). */
 bal_journal_status bal_journal_write_batch(bal_journal *journal, uint32_t shard,
                                            const bal_journal_row *rows, size_t row_count,
                                            uint64_t last_lsn, bal_journal_write_outcome *outcome_out,
@@ -373,7 +379,7 @@ bal_journal_status bal_journal_find_transactions(bal_journal *journal, const cha
                                                  void *context, char *errstr, size_t errstr_size);
 
 /* One page of an account's journal, newest first by (sequence, leg), rejected transactions
- * included: calls fn for up to limit rows older than query->before and sets *next_before_out
+ * included (one read transaction: fn must not use this handle): calls fn for up to limit rows older than query->before and sets *next_before_out
  * to the cursor of the next page, or BAL_JOURNAL_CURSOR_NONE when no older row exists. With
  * query->currency, only that currency's rows count and come back; see Indexes for what
  * such a page costs in an account with many currencies. */

@@ -125,7 +125,8 @@ struct bal_journal {
     int64_t run_rows_max;
     int64_t runs_per_merge;
     int64_t merge_step;               /* 0: in proportion to each batch's rows */
-    uint64_t merge_count;
+    uint64_t merge_count;             /* merges finished in committed batches */
+    uint64_t merges_pending;          /* finished in the batch being written */
 };
 
 /* A macro's value as SQL text. */

@@ -31,6 +31,8 @@ _Static_assert(BAL_JOURNAL_RUNS_PER_MERGE <= BAL_JOURNAL_RUNS_PER_MERGE_MAX, "a 
 /* ... and per row the batch inserted: every level's merge must move entries faster than
  * entries arrive at that level, which is at most one per row and index. */
 #define BAL_JOURNAL_MERGE_STEP_PER_ROW 2
+/* A key as SQL text: "(" and up to four 20-digit signed integers with separators, ")". */
+#define BAL_JOURNAL_RUN_KEY_TEXT_BYTES 128
 /* Longest statement text: a compound SELECT of BAL_JOURNAL_MERGE_SOURCES_MAX arms. */
 #define BAL_JOURNAL_MERGE_SQL_BYTES_MAX (512 + BAL_JOURNAL_MERGE_SOURCES_MAX * 160)
 
@@ -52,16 +54,23 @@ static const bal_journal_index_table bal_journal_index_tables[2] = {
      "account_id DESC, sequence DESC, leg DESC, shard DESC", "2, 3, 4, 5", 4},
 };
 
-/* Appends formatted text to sql[*length ..]; false if it does not fit. */
-__attribute__((format(printf, 3, 4)))
-static bool bal_journal_sql_append(char *sql, size_t *length, const char *format, ...) {
-    assert(*length < BAL_JOURNAL_MERGE_SQL_BYTES_MAX);
+/* A statement being written: text[0 .. length) of capacity bytes. */
+typedef struct bal_journal_sql {
+    char *text;
+    size_t length;
+    size_t capacity;
+} bal_journal_sql;
+
+/* Appends formatted text; false if it does not fit (the text is then unusable). */
+__attribute__((format(printf, 2, 3)))
+static bool bal_journal_sql_append(bal_journal_sql *sql, const char *format, ...) {
+    assert(sql->length < sql->capacity);
     va_list arguments;
     va_start(arguments, format);
-    int written = vsnprintf(sql + *length, BAL_JOURNAL_MERGE_SQL_BYTES_MAX - *length, format, arguments);
+    int written = vsnprintf(sql->text + sql->length, sql->capacity - sql->length, format, arguments);
     va_end(arguments);
-    if (written < 0 || (size_t)written >= BAL_JOURNAL_MERGE_SQL_BYTES_MAX - *length) return false;
-    *length += (size_t)written;
+    if (written < 0 || (size_t)written >= sql->capacity - sql->length) return false;
+    sql->length += (size_t)written;
     return true;
 }
 
@@ -101,100 +110,131 @@ static int bal_journal_query_runs(bal_journal *journal, const char *sql, int64_t
     return rc;
 }
 
-/* Writes "(s1, s2, ...)" into sql. */
-static bool bal_journal_sql_runs(char *sql, size_t *length, const int64_t *runs, size_t count) {
-    bool ok = bal_journal_sql_append(sql, length, "(");
-    for (size_t i = 0; i < count && ok; i++) ok = bal_journal_sql_append(sql, length, "%s%" PRId64, i ? ", " : "", runs[i]);
-    return ok && bal_journal_sql_append(sql, length, ")");
+/* Appends "(s1, s2, ...)". */
+static bool bal_journal_sql_runs(bal_journal_sql *sql, const int64_t *runs, size_t count) {
+    bool ok = bal_journal_sql_append(sql, "(");
+    for (size_t i = 0; i < count && ok; i++) ok = bal_journal_sql_append(sql, "%s%" PRId64, i ? ", " : "", runs[i]);
+    return ok && bal_journal_sql_append(sql, ")");
+}
+
+/* The target's largest key of table as SQL text "(k1, k2, ...)" into text; *found_out false
+ * if the target has no entry there. */
+static int bal_journal_target_top(bal_journal *journal, const bal_journal_index_table *table, int64_t target,
+                                  char text[BAL_JOURNAL_RUN_KEY_TEXT_BYTES], bool *found_out) {
+    char sql[256];
+    *found_out = false;
+    snprintf(sql, sizeof sql, "SELECT %s FROM %s WHERE run = %" PRId64 " ORDER BY %s LIMIT 1", table->key, table->name,
+             target, table->key_desc);
+    sqlite3_stmt *statement = NULL;
+    int rc = sqlite3_prepare_v2(journal->db, sql, -1, &statement, NULL);
+    if (rc == SQLITE_OK) rc = sqlite3_step(statement);
+    if (rc == SQLITE_ROW) {
+        bal_journal_sql key = {text, 0, BAL_JOURNAL_RUN_KEY_TEXT_BYTES};
+        bool ok = bal_journal_sql_append(&key, "(");
+        for (int c = 0; c < table->key_columns && ok; c++) {
+            ok = sqlite3_column_type(statement, c) == SQLITE_INTEGER &&
+                 bal_journal_sql_append(&key, "%s%" PRId64, c ? ", " : "", (int64_t)sqlite3_column_int64(statement, c));
+        }
+        rc = ok && bal_journal_sql_append(&key, ")") ? SQLITE_OK : SQLITE_CORRUPT;
+        *found_out = rc == SQLITE_OK;
+    } else if (rc == SQLITE_DONE) {
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(statement);
+    return rc;
 }
 
 /* Moves up to step of the smallest keys of table from the sources into target. */
 static int bal_journal_merge_move(bal_journal *journal, const bal_journal_index_table *table, int64_t target,
                                   const int64_t *sources, size_t source_count, int64_t step) {
-    char sql[BAL_JOURNAL_MERGE_SQL_BYTES_MAX];
-    size_t length = 0;
+    char text[BAL_JOURNAL_MERGE_SQL_BYTES_MAX];
+    bal_journal_sql sql = {text, 0, sizeof text};
     /* INSERT OR IGNORE: two heads of one (shard, sequence), which only a writer that split a
      * log position over two calls leaves, can share an id-index key; one entry leads to all
      * the rows of that position, so the second is dropped. */
-    bool ok = bal_journal_sql_append(sql, &length, "INSERT OR IGNORE INTO %s (run, %s) SELECT * FROM (",
-                                     table->name, table->key);
+    bool ok = bal_journal_sql_append(&sql, "INSERT OR IGNORE INTO %s (run, %s) SELECT * FROM (", table->name,
+                                     table->key);
     for (size_t i = 0; i < source_count && ok; i++) {
-        ok = bal_journal_sql_append(sql, &length, "%sSELECT %" PRId64 ", %s FROM %s WHERE run = %" PRId64,
+        ok = bal_journal_sql_append(&sql, "%sSELECT %" PRId64 ", %s FROM %s WHERE run = %" PRId64,
                                     i ? " UNION ALL " : "", target, table->key, table->name, sources[i]);
     }
-    ok = ok && bal_journal_sql_append(sql, &length, " ORDER BY %s LIMIT %" PRId64 ")", table->order, step);
+    ok = ok && bal_journal_sql_append(&sql, " ORDER BY %s LIMIT %" PRId64 ")", table->order, step);
     if (!ok) return SQLITE_TOOBIG;
-    int rc = bal_journal_exec(journal, sql);
+    int rc = bal_journal_exec(journal, text);
     if (rc != SQLITE_OK) return rc;
     /* Everything up to the target's largest key has moved (or was a dropped twin): delete
-     * it from every source. */
-    length = 0;
-    ok = bal_journal_sql_append(sql, &length, "DELETE FROM %s WHERE run IN ", table->name) &&
-         bal_journal_sql_runs(sql, &length, sources, source_count) &&
-         bal_journal_sql_append(sql, &length, " AND (%s) <= (SELECT %s FROM %s WHERE run = %" PRId64
-                                " ORDER BY %s LIMIT 1)", table->key, table->key, table->name, target, table->key_desc);
+     * it from every source. The bound goes into the statement as numbers, not as a
+     * subquery: with a subquery SQLite 3.40 seeks on the key's first column only, and
+     * every step would walk all the remaining entries of the account at the boundary --
+     * for a busy account, a cost that grows with the square of its entries. */
+    char top[BAL_JOURNAL_RUN_KEY_TEXT_BYTES];
+    bool found = false;
+    rc = bal_journal_target_top(journal, table, target, top, &found);
+    if (rc != SQLITE_OK || !found) return rc; /* an empty target: nothing has moved */
+    sql.length = 0;
+    ok = bal_journal_sql_append(&sql, "DELETE FROM %s WHERE run IN ", table->name) &&
+         bal_journal_sql_runs(&sql, sources, source_count) && bal_journal_sql_append(&sql, " AND (%s) <= %s", table->key, top);
     if (!ok) return SQLITE_TOOBIG;
-    return bal_journal_exec(journal, sql);
+    return bal_journal_exec(journal, text);
 }
 
 /* One step of the merge into target; ends it once its sources are empty. */
 static int bal_journal_merge_step(bal_journal *journal, int64_t target, int64_t step) {
     int64_t sources[BAL_JOURNAL_MERGE_SOURCES_MAX];
     size_t source_count = 0;
-    char sql[BAL_JOURNAL_MERGE_SQL_BYTES_MAX];
-    snprintf(sql, sizeof sql, "SELECT run FROM journal_runs WHERE merging_into = %" PRId64 " ORDER BY run", target);
-    int rc = bal_journal_query_runs(journal, sql, sources, BAL_JOURNAL_MERGE_SOURCES_MAX, &source_count);
+    char text[BAL_JOURNAL_MERGE_SQL_BYTES_MAX];
+    snprintf(text, sizeof text, "SELECT run FROM journal_runs WHERE merging_into = %" PRId64 " ORDER BY run", target);
+    int rc = bal_journal_query_runs(journal, text, sources, BAL_JOURNAL_MERGE_SOURCES_MAX, &source_count);
     if (rc != SQLITE_OK || source_count == 0) return rc;
     int64_t left = 0;
     for (int t = 0; t < 2 && rc == SQLITE_OK; t++) {
         rc = bal_journal_merge_move(journal, &bal_journal_index_tables[t], target, sources, source_count, step);
         if (rc != SQLITE_OK) break;
-        size_t length = 0;
-        bool ok = bal_journal_sql_append(sql, &length, "SELECT EXISTS (SELECT 1 FROM %s WHERE run IN ",
+        bal_journal_sql sql = {text, 0, sizeof text};
+        bool ok = bal_journal_sql_append(&sql, "SELECT EXISTS (SELECT 1 FROM %s WHERE run IN ",
                                          bal_journal_index_tables[t].name) &&
-                  bal_journal_sql_runs(sql, &length, sources, source_count) && bal_journal_sql_append(sql, &length, ")");
+                  bal_journal_sql_runs(&sql, sources, source_count) && bal_journal_sql_append(&sql, ")");
         if (!ok) return SQLITE_TOOBIG;
         int64_t exists = 0;
-        rc = bal_journal_query_int64(journal, sql, &exists);
+        rc = bal_journal_query_int64(journal, text, &exists);
         left += exists;
     }
     if (rc != SQLITE_OK || left > 0) return rc;
-    snprintf(sql, sizeof sql, "DELETE FROM journal_runs WHERE merging_into = %" PRId64, target);
-    rc = bal_journal_exec(journal, sql);
-    if (rc == SQLITE_OK) journal->merge_count++;
+    snprintf(text, sizeof text, "DELETE FROM journal_runs WHERE merging_into = %" PRId64, target);
+    rc = bal_journal_exec(journal, text);
+    if (rc == SQLITE_OK) journal->merges_pending++; /* counted once the batch commits */
     return rc;
 }
 
 /* Starts a merge of level if it has runs_per_merge sealed runs free to merge and no merge
  * into level + 1 is under way. */
 static int bal_journal_merge_start(bal_journal *journal, int64_t level, int64_t open_run) {
-    char sql[BAL_JOURNAL_MERGE_SQL_BYTES_MAX];
+    char text[BAL_JOURNAL_MERGE_SQL_BYTES_MAX];
     int64_t busy = 0;
-    snprintf(sql, sizeof sql,
+    snprintf(text, sizeof text,
              "SELECT EXISTS (SELECT 1 FROM journal_runs AS t WHERE t.level = %" PRId64
              " AND EXISTS (SELECT 1 FROM journal_runs AS s WHERE s.merging_into = t.run))", level + 1);
-    int rc = bal_journal_query_int64(journal, sql, &busy);
+    int rc = bal_journal_query_int64(journal, text, &busy);
     if (rc != SQLITE_OK || busy) return rc;
     int64_t sources[BAL_JOURNAL_MERGE_SOURCES_MAX];
     size_t source_count = 0;
-    snprintf(sql, sizeof sql,
+    snprintf(text, sizeof text,
              "SELECT run FROM journal_runs AS c WHERE c.level = %" PRId64 " AND c.merging_into IS NULL AND c.run <> %" PRId64
              " AND NOT EXISTS (SELECT 1 FROM journal_runs AS s WHERE s.merging_into = c.run) ORDER BY run LIMIT %d",
              level, open_run, BAL_JOURNAL_MERGE_SOURCES_MAX);
-    rc = bal_journal_query_runs(journal, sql, sources, BAL_JOURNAL_MERGE_SOURCES_MAX, &source_count);
+    rc = bal_journal_query_runs(journal, text, sources, BAL_JOURNAL_MERGE_SOURCES_MAX, &source_count);
     if (rc != SQLITE_OK || (int64_t)source_count < journal->runs_per_merge) return rc;
     /* The target's number is the largest yet: among its level it is the newest run. */
-    size_t length = 0;
-    bool ok = bal_journal_sql_append(sql, &length,
+    bal_journal_sql sql = {text, 0, sizeof text};
+    bool ok = bal_journal_sql_append(&sql,
                                      "INSERT INTO journal_runs (run, level, rows) SELECT (SELECT max(run) + 1 FROM "
                                      "journal_runs), %" PRId64 ", sum(rows) FROM journal_runs WHERE run IN ",
                                      level + 1) &&
-              bal_journal_sql_runs(sql, &length, sources, source_count) &&
-              bal_journal_sql_append(sql, &length, "; UPDATE journal_runs SET merging_into = last_insert_rowid() "
-                                                   "WHERE run IN ") &&
-              bal_journal_sql_runs(sql, &length, sources, source_count);
+              bal_journal_sql_runs(&sql, sources, source_count) &&
+              bal_journal_sql_append(&sql, "; UPDATE journal_runs SET merging_into = last_insert_rowid() WHERE run IN ") &&
+              bal_journal_sql_runs(&sql, sources, source_count);
     if (!ok) return SQLITE_TOOBIG;
-    return bal_journal_exec(journal, sql);
+    return bal_journal_exec(journal, text);
 }
 
 int bal_journal_runs_upkeep(bal_journal *journal, int64_t rows_inserted, bool sealed) {
