@@ -91,7 +91,10 @@ static int bal_journal_query_int64(bal_journal *journal, const char *sql, int64_
     return rc;
 }
 
-/* Reads up to capacity run numbers from a query into runs; *count_out how many. */
+/* Reads the run numbers a query returns into runs; *count_out how many. More than capacity
+ * cannot happen in a catalog the writer kept (a merge has at most
+ * BAL_JOURNAL_MERGE_SOURCES_MAX sources, at most one merge per level is under way), so it
+ * is reported as corruption rather than cut short. */
 static int bal_journal_query_runs(bal_journal *journal, const char *sql, int64_t *runs, size_t capacity,
                                   size_t *count_out) {
     sqlite3_stmt *statement = NULL;
@@ -99,7 +102,7 @@ static int bal_journal_query_runs(bal_journal *journal, const char *sql, int64_t
     int rc = sqlite3_prepare_v2(journal->db, sql, -1, &statement, NULL);
     while (rc == SQLITE_OK && (rc = sqlite3_step(statement)) == SQLITE_ROW) {
         if (*count_out == capacity) {
-            rc = SQLITE_DONE;
+            rc = SQLITE_CORRUPT;
             break;
         }
         runs[(*count_out)++] = sqlite3_column_int64(statement, 0);
