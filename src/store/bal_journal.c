@@ -71,11 +71,11 @@
  *
  * Step 3 (version 3): the two indexes move out of the journal table into tables of their
  * own keyed by a leading run number (journal_by_transaction_run, journal_by_account_run),
- * listed in journal_runs and filled by two triggers from the row's index_run; the writer
- * seals and merges runs (bal_journal.h, Indexes). Existing entries become run 0 at level
- * BAL_JOURNAL_RUN_LEVEL_MIGRATED (copied in key order, once), and run 1 is opened.
- * Triggers rather than the writer's own inserts: INSERT OR IGNORE fires them only for the
- * rows it stores, so a replayed row adds no second entry.
+ * listed in journal_runs; the writer inserts the entries of the rows it stores, seals and
+ * merges runs (bal_journal.h, Indexes). Existing entries become run 0 at level
+ * BAL_JOURNAL_RUN_LEVEL_MIGRATED (copied in key order, once), and run 1 is opened. Each
+ * row records in index_run the run its entries went to, which tells a replayed row (stored
+ * before, with its entries) from a new one.
  */
 static const char *const bal_journal_migrations[BAL_JOURNAL_SCHEMA_VERSION] = {
     "CREATE TABLE journal ("
@@ -148,15 +148,7 @@ static const char *const bal_journal_migrations[BAL_JOURNAL_SCHEMA_VERSION] = {
     "  SELECT 0, account_id, sequence, leg, shard FROM journal WHERE account_head_leg = leg ORDER BY 2, 3, 4, 5;"
     "DROP INDEX journal_by_transaction;"
     "DROP INDEX journal_by_account;"
-    "INSERT INTO journal_runs (run, level, rows) VALUES (1, 0, 0);"
-    "CREATE TRIGGER journal_index_transaction AFTER INSERT ON journal WHEN NEW.transaction_hash IS NOT NULL BEGIN"
-    "  INSERT INTO journal_by_transaction_run (run, transaction_hash, shard, sequence)"
-    "  VALUES (NEW.index_run, NEW.transaction_hash, NEW.shard, NEW.sequence);"
-    " END;"
-    "CREATE TRIGGER journal_index_account AFTER INSERT ON journal WHEN NEW.account_head_leg = NEW.leg BEGIN"
-    "  INSERT INTO journal_by_account_run (run, account_id, sequence, leg, shard)"
-    "  VALUES (NEW.index_run, NEW.account_id, NEW.sequence, NEW.leg, NEW.shard);"
-    " END;",
+    "INSERT INTO journal_runs (run, level, rows) VALUES (1, 0, 0);",
 };
 
 uint64_t bal_journal_transaction_hash(const char *id, size_t length) {
@@ -374,6 +366,26 @@ static int bal_journal_prepare_insert(bal_journal *journal, int rows, sqlite3_st
     return rc;
 }
 
+/* The index entries' INSERT (which 0: by id, 1: by account) of BAL_JOURNAL_INSERT_GROUP_ROWS
+ * entries; unused entries are bound to NULL, which NOT NULL with OR IGNORE skips. OR IGNORE
+ * also drops an entry that is there already: a replayed row stored earlier in the open run,
+ * or the second head of a log position split over two calls. */
+static int bal_journal_prepare_entries(bal_journal *journal, int which, sqlite3_stmt **statement_out) {
+    static const char *const heads[2] = {
+        "INSERT OR IGNORE INTO journal_by_transaction_run (run, transaction_hash, shard, sequence) VALUES ",
+        "INSERT OR IGNORE INTO journal_by_account_run (run, account_id, sequence, leg, shard) VALUES ",
+    };
+    int columns = BAL_JOURNAL_ENTRY_COLUMNS(which);
+    char sql[256 + BAL_JOURNAL_INSERT_GROUP_ROWS * 16];
+    size_t length = (size_t)snprintf(sql, sizeof sql, "%s", heads[which]);
+    for (int r = 0; r < BAL_JOURNAL_INSERT_GROUP_ROWS; r++) {
+        length += (size_t)snprintf(sql + length, sizeof sql - length, "%s(?%s)", r ? "," : "",
+                                   columns == 4 ? ",?,?,?" : ",?,?,?,?");
+    }
+    assert(length < sizeof sql);
+    return bal_journal_prepare(journal, sql, statement_out);
+}
+
 static int bal_journal_prepare_writers(bal_journal *journal) {
     assert(journal != NULL && !journal->read_only);
     int rc = bal_journal_prepare(journal, "BEGIN IMMEDIATE", &journal->begin_write);
@@ -395,6 +407,12 @@ static int bal_journal_prepare_writers(bal_journal *journal) {
                                  "INSERT INTO journal_runs (run, level, rows) "
                                  "SELECT coalesce(max(run), -1) + 1, 0, 0 FROM journal_runs",
                                  &journal->run_open_new);
+    }
+    if (rc == SQLITE_OK) rc = bal_journal_prepare_entries(journal, 0, &journal->entries_insert[0]);
+    if (rc == SQLITE_OK) rc = bal_journal_prepare_entries(journal, 1, &journal->entries_insert[1]);
+    if (rc == SQLITE_OK) {
+        rc = bal_journal_prepare(journal, "SELECT index_run FROM journal WHERE shard = ?1 AND sequence = ?2 AND leg = ?3",
+                                 &journal->row_run_get);
     }
     if (rc == SQLITE_OK) rc = bal_journal_prepare_insert(journal, 1, &journal->insert_row);
     if (rc == SQLITE_OK) rc = bal_journal_prepare_insert(journal, BAL_JOURNAL_INSERT_GROUP_ROWS, &journal->insert_group);
@@ -713,6 +731,80 @@ static int bal_journal_insert_statement(bal_journal *journal, sqlite3_stmt *stat
     return rc;
 }
 
+/* Inserts the pending entries of one index (which) and empties the list. */
+static int bal_journal_flush_entries(bal_journal *journal, int which) {
+    sqlite3_stmt *statement = journal->entries_insert[which];
+    int columns = BAL_JOURNAL_ENTRY_COLUMNS(which);
+    uint32_t count = journal->entry_count[which];
+    if (count == 0) return SQLITE_OK;
+    int rc = SQLITE_OK;
+    for (uint32_t e = 0; e < BAL_JOURNAL_INSERT_GROUP_ROWS && rc == SQLITE_OK; e++) {
+        for (int c = 0; c < columns && rc == SQLITE_OK; c++) {
+            int parameter = (int)e * columns + c + 1;
+            rc = e < count ? sqlite3_bind_int64(statement, parameter, journal->entries[which][e][c])
+                           : sqlite3_bind_null(statement, parameter);
+        }
+    }
+    if (rc == SQLITE_OK) rc = bal_journal_step_done(statement);
+    journal->entry_count[which] = 0;
+    return rc;
+}
+
+/* Adds one entry to an index's pending list, flushing it when full. */
+static int bal_journal_add_entry(bal_journal *journal, int which, const int64_t *values) {
+    int rc = SQLITE_OK;
+    if (journal->entry_count[which] == BAL_JOURNAL_INSERT_GROUP_ROWS) rc = bal_journal_flush_entries(journal, which);
+    if (rc != SQLITE_OK) return rc;
+    memcpy(journal->entries[which][journal->entry_count[which]++], values,
+           (size_t)BAL_JOURNAL_ENTRY_COLUMNS(which) * sizeof values[0]);
+    return SQLITE_OK;
+}
+
+/* Whether the row at key was stored by this batch's INSERT (its index_run is the open
+ * run) rather than found stored before: only for a statement that ignored some rows. */
+static int bal_journal_row_is_new(bal_journal *journal, const bal_journal_row *row, bool *new_out) {
+    sqlite3_stmt *statement = journal->row_run_get;
+    int rc = sqlite3_bind_int64(statement, 1, row->shard);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(statement, 2, (int64_t)row->sequence);
+    if (rc == SQLITE_OK) rc = sqlite3_bind_int64(statement, 3, row->leg);
+    if (rc == SQLITE_OK) rc = sqlite3_step(statement);
+    *new_out = rc == SQLITE_ROW && sqlite3_column_int64(statement, 0) == journal->open_run;
+    if (rc == SQLITE_ROW) rc = SQLITE_OK;
+    else if (rc == SQLITE_DONE) rc = SQLITE_CORRUPT; /* the INSERT just stored or found it */
+    sqlite3_reset(statement);
+    return rc;
+}
+
+/* Queues the index entries of the count rows one INSERT statement just wrote (order[0 ..
+ * count)): an entry by id for a head, by account for an account's head. all_new: the
+ * statement stored every row; otherwise each row is asked whether it was stored now, and a
+ * replayed row stored in an earlier run, which has its entries there, gets none. A replayed
+ * row of the open run itself gets its entries again, and OR IGNORE drops them. */
+static int bal_journal_index_rows(bal_journal *journal, const bal_journal_row *rows, const bal_journal_order_key *order,
+                                  size_t count, bool all_new) {
+    int rc = SQLITE_OK;
+    for (size_t i = 0; i < count && rc == SQLITE_OK; i++) {
+        const bal_journal_row *row = &rows[order[i].index];
+        bool account_head = order[i].account_head_leg == row->leg;
+        if (!order[i].head && !account_head) continue;
+        bool fresh = true;
+        if (!all_new) rc = bal_journal_row_is_new(journal, row, &fresh);
+        if (rc != SQLITE_OK || !fresh) continue;
+        if (order[i].head) {
+            int64_t entry[4] = {journal->open_run,
+                                bal_journal_u64_to_sql(journal->hash(row->transaction_id, strlen(row->transaction_id))),
+                                row->shard, (int64_t)row->sequence};
+            rc = bal_journal_add_entry(journal, 0, entry);
+        }
+        if (rc == SQLITE_OK && account_head) {
+            int64_t entry[5] = {journal->open_run, bal_journal_account_to_sql(row->account_id), (int64_t)row->sequence,
+                                row->leg, row->shard};
+            rc = bal_journal_add_entry(journal, 1, entry);
+        }
+    }
+    return rc;
+}
+
 /* Inserts the rows inside the open transaction in the order of keys (kept of row_count
  * rows; the others repeat an earlier key and count as ignored), BAL_JOURNAL_INSERT_GROUP_ROWS
  * per statement and the rest one by one, counting fresh and already-present keys. */
@@ -733,8 +825,13 @@ static int bal_journal_insert_rows(bal_journal *journal, const bal_journal_row *
         assert(changes >= 0 && (size_t)changes <= count);
         outcome->rows_inserted += (uint32_t)changes;
         outcome->rows_ignored += (uint32_t)(count - (size_t)changes);
+        if (changes > 0) rc = bal_journal_index_rows(journal, rows, journal->order + done, count, (size_t)changes == count);
+        if (rc != SQLITE_OK) return rc;
         done += count;
     }
+    int rc = bal_journal_flush_entries(journal, 0);
+    if (rc == SQLITE_OK) rc = bal_journal_flush_entries(journal, 1);
+    if (rc != SQLITE_OK) return rc;
     outcome->rows_ignored += (uint32_t)(row_count - kept);
     assert(outcome->rows_inserted + outcome->rows_ignored == row_count);
     return SQLITE_OK;
@@ -922,6 +1019,7 @@ bal_journal_status bal_journal_write_batch(bal_journal *journal, uint32_t shard,
         status = bal_journal_sqlite_failure(journal, rc, what, errstr, errstr_size);
         bal_journal_abandon(journal);
         journal->merges_pending = 0; /* rolled back with the batch */
+        journal->entry_count[0] = journal->entry_count[1] = 0;
         return status;
     }
     assert(sqlite3_get_autocommit(journal->db));

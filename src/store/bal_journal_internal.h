@@ -14,8 +14,8 @@
 /* Amount columns bound per row: amount, two EVENT leg deltas, four balances, two deltas. */
 #define BAL_JOURNAL_ROW_AMOUNTS 9
 /* Values an INSERT binds per row: the columns read back (BAL_JOURNAL_COLUMNS), then
- * account_head_leg and index_run, which only the writer sets and only the index triggers
- * read. */
+ * account_head_leg and index_run, which only the writer sets and reads (bal_journal.h,
+ * Indexes). */
 #define BAL_JOURNAL_INSERT_PARAMETERS (BAL_JOURNAL_COLUMN_COUNT + 2)
 /* Rows per multi-row INSERT statement: one statement's start (cursors opened on the table,
  * the transaction check) and its reset are shared by this many rows. 43 rows of 23 values
@@ -93,6 +93,8 @@ struct bal_journal {
     sqlite3_stmt *position_set;       /* writer only */
     sqlite3_stmt *insert_row;         /* writer only: one row */
     sqlite3_stmt *insert_group;       /* writer only: BAL_JOURNAL_INSERT_GROUP_ROWS rows */
+    sqlite3_stmt *entries_insert[2];  /* writer only: index entries by id [0], by account [1] */
+    sqlite3_stmt *row_run_get;        /* writer only: a stored row's index_run */
     sqlite3_stmt *run_open_get;       /* writer only: the open run and its rows */
     sqlite3_stmt *run_rows_add;       /* writer only */
     sqlite3_stmt *run_open_new;       /* writer only: a new open run */
@@ -122,12 +124,19 @@ struct bal_journal {
      * BAL_JOURNAL_RUNS_PER_MERGE unless a test set others). */
     int64_t open_run;
     int64_t open_run_rows;
+    /* Writer: index entries waiting for their INSERT, by id [0] (run, hash, shard,
+     * sequence) and by account [1] (run, account, sequence, leg, shard). */
+    int64_t entries[2][BAL_JOURNAL_INSERT_GROUP_ROWS][5];
+    uint32_t entry_count[2];
     int64_t run_rows_max;
     int64_t runs_per_merge;
     int64_t merge_step;               /* 0: in proportion to each batch's rows */
     uint64_t merge_count;             /* merges finished in committed batches */
     uint64_t merges_pending;          /* finished in the batch being written */
 };
+
+/* Values of an index entry: by id (which 0) 4, by account (which 1) 5. */
+#define BAL_JOURNAL_ENTRY_COLUMNS(which) ((which) == 0 ? 4 : 5)
 
 /* A macro's value as SQL text. */
 #define BAL_JOURNAL_TEXT_(x) #x

@@ -525,8 +525,7 @@ static void check_history_plan(const test_dir *dir) {
  * runs) or 1 (also every row in journal_by_account, no account_head_leg), as the earlier
  * versions wrote them. */
 static void downgrade(const test_dir *dir, int version) {
-    exec_sql(dir->path, "DROP TRIGGER journal_index_transaction; DROP TRIGGER journal_index_account; "
-                        "DROP TABLE journal_by_transaction_run; DROP TABLE journal_by_account_run; "
+    exec_sql(dir->path, "DROP TABLE journal_by_transaction_run; DROP TABLE journal_by_account_run; "
                         "DROP TABLE journal_runs; ALTER TABLE journal DROP COLUMN index_run; "
                         "CREATE INDEX journal_by_transaction ON journal (transaction_hash) "
                         "WHERE transaction_hash IS NOT NULL;");
@@ -821,7 +820,7 @@ static bal_journal_status open_status(const test_dir *dir, bool read_only) {
 }
 
 /* The file has no index on the journal table itself: the id and history indexes are the
- * two run tables, keyed as bal_journal.h documents and filled by the two triggers. */
+ * two run tables, keyed as bal_journal.h documents (and no trigger: the writer fills them). */
 static void check_indexes(const test_dir *dir) {
     sqlite3 *db = NULL;
     sqlite3_stmt *s = NULL;
@@ -833,8 +832,6 @@ static void check_indexes(const test_dir *dir) {
     static const char *const expected[][3] = {
         {"table", "journal_by_account_run", "run,account_id,sequence,leg,shard"},
         {"table", "journal_by_transaction_run", "run,transaction_hash,shard,sequence"},
-        {"trigger", "journal_index_account", NULL},
-        {"trigger", "journal_index_transaction", NULL},
     };
     for (size_t i = 0; i < sizeof expected / sizeof expected[0]; i++) {
         CHECK(sqlite3_step(s) == SQLITE_ROW);
