@@ -204,8 +204,7 @@ static void bal_journal_abandon(bal_journal *journal) {
     assert(sqlite3_get_autocommit(journal->db));
 }
 
-/* Runs "PRAGMA name" (or any one-integer query) into *value_out. */
-static int bal_journal_query_int(sqlite3 *db, const char *sql, int64_t *value_out) {
+int bal_journal_query_int(sqlite3 *db, const char *sql, int64_t *value_out) {
     assert(db != NULL && sql != NULL && value_out != NULL);
     sqlite3_stmt *statement = NULL;
     int rc = sqlite3_prepare_v2(db, sql, -1, &statement, NULL);
@@ -407,6 +406,11 @@ static int bal_journal_prepare_writers(bal_journal *journal) {
                                  "INSERT INTO journal_runs (run, level, rows) "
                                  "SELECT coalesce(max(run), -1) + 1, 0, 0 FROM journal_runs",
                                  &journal->run_open_new);
+    }
+    if (rc == SQLITE_OK) {
+        rc = bal_journal_prepare(journal,
+                                 "SELECT DISTINCT merging_into FROM journal_runs WHERE merging_into IS NOT NULL ORDER BY 1",
+                                 &journal->merge_targets);
     }
     if (rc == SQLITE_OK) rc = bal_journal_prepare_entries(journal, 0, &journal->entries_insert[0]);
     if (rc == SQLITE_OK) rc = bal_journal_prepare_entries(journal, 1, &journal->entries_insert[1]);
@@ -859,6 +863,14 @@ static bal_journal_status bal_journal_check_batch(uint32_t shard, const bal_jour
     return BAL_JOURNAL_OK;
 }
 
+/* Opens a new, empty run of level 0 (the largest number yet) and makes it the open run. */
+static int bal_journal_open_new_run(bal_journal *journal) {
+    int rc = bal_journal_step_done(journal->run_open_new);
+    journal->open_run = sqlite3_last_insert_rowid(journal->db);
+    journal->open_run_rows = 0;
+    return rc;
+}
+
 /* Reads the open run (the newest of level 0) into the handle; a file without one (which
  * only a hand-edited file can be) gets a new one. Inside the write transaction. */
 static int bal_journal_read_open_run(bal_journal *journal) {
@@ -872,10 +884,7 @@ static int bal_journal_read_open_run(bal_journal *journal) {
     }
     sqlite3_reset(statement);
     if (rc != SQLITE_DONE) return rc;
-    rc = bal_journal_step_done(journal->run_open_new);
-    journal->open_run = sqlite3_last_insert_rowid(journal->db);
-    journal->open_run_rows = 0;
-    return rc;
+    return bal_journal_open_new_run(journal);
 }
 
 /* Counts the rows just inserted into the open run; once it holds run_rows_max rows, a new
@@ -889,10 +898,7 @@ static int bal_journal_count_run_rows(bal_journal *journal, uint32_t inserted, b
     if (rc == SQLITE_OK) rc = bal_journal_step_done(journal->run_rows_add);
     if (rc != SQLITE_OK || journal->open_run_rows + inserted < journal->run_rows_max) return rc;
     *sealed_out = true;
-    rc = bal_journal_step_done(journal->run_open_new);
-    journal->open_run = sqlite3_last_insert_rowid(journal->db);
-    journal->open_run_rows = 0;
-    return rc;
+    return bal_journal_open_new_run(journal);
 }
 
 /* The batch between BEGIN IMMEDIATE and COMMIT; *what names the step that failed. The

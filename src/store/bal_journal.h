@@ -83,8 +83,8 @@
  *   of the rows its INSERT stored (in statements of many entries each; a row that INSERT OR
  *   IGNORE found stored already gets no new entry -- its index_run tells, when a statement
  *   stored only some of its rows -- so a replay adds none). Triggers did this at first and
- *   cost more: 4.4-4.5 against 3.4-3.6 us per row in batches of 10,000, 7.6 against 4.5
- *   in batches of 150 (bench_journal):
+ *   cost more: 4.5-4.7 against 3.9 us per row in batches of 10,000, 4.0-4.7 against
+ *   3.5-3.8 in batches of 1,000 (bench_journal, docs/benchmarks.md):
  *   - journal_by_transaction_run (run, transaction_hash, shard, sequence):
  *     bal_journal_find_transactions(). One entry per transaction per shard that stored
  *     rows of it (its head row, the one with a transaction_hash), not per row: all rows of

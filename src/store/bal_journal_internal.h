@@ -98,6 +98,7 @@ struct bal_journal {
     sqlite3_stmt *run_open_get;       /* writer only: the open run and its rows */
     sqlite3_stmt *run_rows_add;       /* writer only */
     sqlite3_stmt *run_open_new;       /* writer only: a new open run */
+    sqlite3_stmt *merge_targets;      /* writer only: the targets of the merges under way */
     sqlite3_stmt *runs_newest_first;  /* every run, newest rows first (the history's order) */
     sqlite3_stmt *lookup_chunk;       /* BAL_JOURNAL_LOOKUP_CHUNK_IDS placeholders */
     sqlite3_stmt *history_all;
@@ -224,6 +225,10 @@ bal_journal_status bal_journal_sqlite_failure(const bal_journal *journal, int rc
 
 /* Runs one prepared statement that returns no rows (BEGIN, COMMIT, ...) and resets it. */
 int bal_journal_step_done(sqlite3_stmt *statement);
+
+/* Runs a query whose first row's first column is an integer ("PRAGMA name", count(*),
+ * EXISTS, ...) into *value_out; SQLITE_DONE if it returns no row. */
+int bal_journal_query_int(sqlite3 *db, const char *sql, int64_t *value_out);
 
 /* Prepares a statement that lives as long as the connection. */
 int bal_journal_prepare(bal_journal *journal, const char *sql, sqlite3_stmt **statement_out);

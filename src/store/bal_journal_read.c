@@ -265,6 +265,27 @@ static bal_journal_status bal_journal_run_query(bal_journal *journal, sqlite3_st
     return status;
 }
 
+/* Opens the read transaction a query's statements share (one snapshot of the file). */
+static bal_journal_status bal_journal_begin_read(bal_journal *journal, char *errstr, size_t errstr_size) {
+    assert(sqlite3_get_autocommit(journal->db));
+    int rc = bal_journal_step_done(journal->begin_read);
+    if (rc != SQLITE_OK) return bal_journal_sqlite_failure(journal, rc, "begin read", errstr, errstr_size);
+    return BAL_JOURNAL_OK;
+}
+
+/* Ends it, returning status, or the failure to end it if status was OK: ending a read
+ * transaction cannot lose anything, but a failure is still reported. */
+static bal_journal_status bal_journal_end_read(bal_journal *journal, bal_journal_status status, char *errstr,
+                                               size_t errstr_size) {
+    int rc = bal_journal_step_done(journal->commit);
+    if (rc != SQLITE_OK) {
+        if (!sqlite3_get_autocommit(journal->db)) (void)bal_journal_step_done(journal->rollback);
+        if (status == BAL_JOURNAL_OK) status = bal_journal_sqlite_failure(journal, rc, "end read", errstr, errstr_size);
+    }
+    assert(sqlite3_get_autocommit(journal->db));
+    return status;
+}
+
 static int bal_journal_compare_ids(const void *a, const void *b) {
     assert(a != NULL && b != NULL);
     /* strcmp orders bytes as unsigned char, shorter prefix first: SQLite's BINARY order. */
@@ -342,17 +363,10 @@ bal_journal_status bal_journal_find_transactions(bal_journal *journal, const cha
     if (status != BAL_JOURNAL_OK || unique_count == 0) return status;
 
     /* One read transaction: every chunk sees the same snapshot of the file. */
-    int rc = bal_journal_step_done(journal->begin_read);
-    if (rc != SQLITE_OK) return bal_journal_sqlite_failure(journal, rc, "begin look-up", errstr, errstr_size);
+    status = bal_journal_begin_read(journal, errstr, errstr_size);
+    if (status != BAL_JOURNAL_OK) return status;
     status = bal_journal_lookup_chunks(journal, unique_count, fn, context, errstr, errstr_size);
-    /* Ending a read transaction cannot lose anything; a failure here is still reported. */
-    rc = bal_journal_step_done(journal->commit);
-    if (rc != SQLITE_OK) {
-        if (!sqlite3_get_autocommit(journal->db)) (void)bal_journal_step_done(journal->rollback);
-        if (status == BAL_JOURNAL_OK) status = bal_journal_sqlite_failure(journal, rc, "end look-up", errstr, errstr_size);
-    }
-    assert(sqlite3_get_autocommit(journal->db));
-    return status;
+    return bal_journal_end_read(journal, status, errstr, errstr_size);
 }
 
 /* Remembers the last row handed out, so the next page can start after it. */
@@ -457,15 +471,10 @@ bal_journal_status bal_journal_history(bal_journal *journal, const bal_journal_h
         before_leg = (uint32_t)((query->before - 1) % BAL_JOURNAL_LEGS_MAX);
     }
     /* One read transaction: the runs and every run's part of the page are one snapshot. */
-    int rc = bal_journal_step_done(journal->begin_read);
-    if (rc != SQLITE_OK) return bal_journal_sqlite_failure(journal, rc, "begin history", errstr, errstr_size);
+    status = bal_journal_begin_read(journal, errstr, errstr_size);
+    if (status != BAL_JOURNAL_OK) return status;
     status = bal_journal_history_runs(journal, query, before_sequence, before_leg, &page, errstr, errstr_size);
-    rc = bal_journal_step_done(journal->commit);
-    if (rc != SQLITE_OK) {
-        if (!sqlite3_get_autocommit(journal->db)) (void)bal_journal_step_done(journal->rollback);
-        if (status == BAL_JOURNAL_OK) status = bal_journal_sqlite_failure(journal, rc, "end history", errstr, errstr_size);
-    }
-    assert(sqlite3_get_autocommit(journal->db));
+    status = bal_journal_end_read(journal, status, errstr, errstr_size);
     if (status != BAL_JOURNAL_OK) return status;
     assert(page.delivered <= page.limit);
     if (page.more) *next_before_out = bal_journal_cursor_after(page.last_sequence, page.last_leg);

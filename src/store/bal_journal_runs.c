@@ -79,36 +79,31 @@ static int bal_journal_exec(bal_journal *journal, const char *sql) {
     return sqlite3_exec(journal->db, sql, NULL, NULL, NULL);
 }
 
-/* Runs a one-integer query (0 if it returns no row). */
-static int bal_journal_query_int64(bal_journal *journal, const char *sql, int64_t *value_out) {
-    sqlite3_stmt *statement = NULL;
-    *value_out = 0;
-    int rc = sqlite3_prepare_v2(journal->db, sql, -1, &statement, NULL);
-    if (rc == SQLITE_OK) rc = sqlite3_step(statement);
-    if (rc == SQLITE_ROW) *value_out = sqlite3_column_int64(statement, 0);
-    if (rc == SQLITE_ROW || rc == SQLITE_DONE) rc = SQLITE_OK;
-    sqlite3_finalize(statement);
-    return rc;
-}
-
-/* Reads the run numbers a query returns into runs; *count_out how many. More than capacity
- * cannot happen in a catalog the writer kept (a merge has at most
+/* Reads the run numbers a statement returns into runs (and resets it); *count_out how
+ * many. More than capacity cannot happen in a catalog the writer kept (a merge has at most
  * BAL_JOURNAL_MERGE_SOURCES_MAX sources, at most one merge per level is under way), so it
  * is reported as corruption rather than cut short. */
-static int bal_journal_query_runs(bal_journal *journal, const char *sql, int64_t *runs, size_t capacity,
-                                  size_t *count_out) {
-    sqlite3_stmt *statement = NULL;
+static int bal_journal_step_runs(sqlite3_stmt *statement, int64_t *runs, size_t capacity, size_t *count_out) {
     *count_out = 0;
-    int rc = sqlite3_prepare_v2(journal->db, sql, -1, &statement, NULL);
-    while (rc == SQLITE_OK && (rc = sqlite3_step(statement)) == SQLITE_ROW) {
+    int rc;
+    while ((rc = sqlite3_step(statement)) == SQLITE_ROW) {
         if (*count_out == capacity) {
             rc = SQLITE_CORRUPT;
             break;
         }
         runs[(*count_out)++] = sqlite3_column_int64(statement, 0);
-        rc = SQLITE_OK;
     }
-    if (rc == SQLITE_DONE) rc = SQLITE_OK;
+    sqlite3_reset(statement);
+    return rc == SQLITE_DONE ? SQLITE_OK : rc;
+}
+
+/* The same for a statement text, prepared for this one use. */
+static int bal_journal_query_runs(bal_journal *journal, const char *sql, int64_t *runs, size_t capacity,
+                                  size_t *count_out) {
+    sqlite3_stmt *statement = NULL;
+    *count_out = 0;
+    int rc = sqlite3_prepare_v2(journal->db, sql, -1, &statement, NULL);
+    if (rc == SQLITE_OK) rc = bal_journal_step_runs(statement, runs, capacity, count_out);
     sqlite3_finalize(statement);
     return rc;
 }
@@ -181,8 +176,8 @@ static int bal_journal_merge_move(bal_journal *journal, const bal_journal_index_
     return bal_journal_exec(journal, text);
 }
 
-/* One step of the merge into target; ends it once its sources are empty. */
-static int bal_journal_merge_step(bal_journal *journal, int64_t target, int64_t step) {
+/* One step of the merge into target; ends it once its sources are empty (*ended_out). */
+static int bal_journal_merge_step(bal_journal *journal, int64_t target, int64_t step, bool *ended_out) {
     int64_t sources[BAL_JOURNAL_MERGE_SOURCES_MAX];
     size_t source_count = 0;
     char text[BAL_JOURNAL_MERGE_SQL_BYTES_MAX];
@@ -199,13 +194,14 @@ static int bal_journal_merge_step(bal_journal *journal, int64_t target, int64_t 
                   bal_journal_sql_runs(&sql, sources, source_count) && bal_journal_sql_append(&sql, ")");
         if (!ok) return SQLITE_TOOBIG;
         int64_t exists = 0;
-        rc = bal_journal_query_int64(journal, text, &exists);
+        rc = bal_journal_query_int(journal->db, text, &exists);
         left += exists;
     }
     if (rc != SQLITE_OK || left > 0) return rc;
     snprintf(text, sizeof text, "DELETE FROM journal_runs WHERE merging_into = %" PRId64, target);
     rc = bal_journal_exec(journal, text);
     if (rc == SQLITE_OK) journal->merges_pending++; /* counted once the batch commits */
+    *ended_out = rc == SQLITE_OK;
     return rc;
 }
 
@@ -217,7 +213,7 @@ static int bal_journal_merge_start(bal_journal *journal, int64_t level, int64_t 
     snprintf(text, sizeof text,
              "SELECT EXISTS (SELECT 1 FROM journal_runs AS t WHERE t.level = %" PRId64
              " AND EXISTS (SELECT 1 FROM journal_runs AS s WHERE s.merging_into = t.run))", level + 1);
-    int rc = bal_journal_query_int64(journal, text, &busy);
+    int rc = bal_journal_query_int(journal->db, text, &busy);
     if (rc != SQLITE_OK || busy) return rc;
     int64_t sources[BAL_JOURNAL_MERGE_SOURCES_MAX];
     size_t source_count = 0;
@@ -250,18 +246,21 @@ int bal_journal_runs_upkeep(bal_journal *journal, int64_t rows_inserted, bool se
     /* The merges under way, one step each. */
     int64_t targets[BAL_JOURNAL_RUN_LEVEL_MIGRATED];
     size_t target_count = 0;
-    int rc = bal_journal_query_runs(journal,
-                                    "SELECT DISTINCT merging_into FROM journal_runs WHERE merging_into IS NOT NULL "
-                                    "ORDER BY 1",
-                                    targets, BAL_JOURNAL_RUN_LEVEL_MIGRATED, &target_count);
-    for (size_t i = 0; i < target_count && rc == SQLITE_OK; i++) rc = bal_journal_merge_step(journal, targets[i], step);
-    if (rc != SQLITE_OK || (!sealed && target_count == 0)) return rc;
-    /* New merges: a seal can fill level 0, and a merge that ended can fill its level. */
+    int rc = bal_journal_step_runs(journal->merge_targets, targets, BAL_JOURNAL_RUN_LEVEL_MIGRATED, &target_count);
+    bool ended = false;
+    for (size_t i = 0; i < target_count && rc == SQLITE_OK; i++) {
+        bool this_ended = false;
+        rc = bal_journal_merge_step(journal, targets[i], step, &this_ended);
+        ended |= this_ended;
+    }
+    /* New merges only when a level may have filled: a seal adds a run to level 0, and a
+     * merge that ended adds one to its level and frees the level below to merge into it. */
+    if (rc != SQLITE_OK || (!sealed && !ended)) return rc;
     int64_t top = 0;
     char sql[128];
     snprintf(sql, sizeof sql, "SELECT coalesce(max(level), 0) FROM journal_runs WHERE level < %d",
              BAL_JOURNAL_RUN_LEVEL_MIGRATED);
-    rc = bal_journal_query_int64(journal, sql, &top);
+    rc = bal_journal_query_int(journal->db, sql, &top);
     for (int64_t level = 0; level <= top && level + 1 < BAL_JOURNAL_RUN_LEVEL_MIGRATED && rc == SQLITE_OK; level++) {
         rc = bal_journal_merge_start(journal, level, journal->open_run);
     }

@@ -664,6 +664,46 @@ static void test_history_runs(void) {
     test_dir_remove(&dir);
 }
 
+/* Replays that overlap stored rows inside one multi-row INSERT statement (43 rows): the
+ * rows it stores get their index entries, the rows it finds stored keep theirs and get no
+ * second -- whether they were stored in a sealed run or in the open one. */
+static void test_replay_entries(void) {
+    test_dir dir;
+    test_dir_create(&dir);
+    bal_journal *journal = test_open(&dir, false);
+    bal_journal_set_runs_for_testing(journal, 50, 2, 0);
+    static bal_journal_row all[140], rows[64];
+    size_t total = build_deposits(all, 0, 1, 140);
+    bal_journal_write_outcome outcome;
+    /* Sequences 1..60: 60 rows seal the first run. */
+    CHECK_OK(bal_journal_write_batch(journal, 0, all, 60, 1, &outcome, ERR));
+    CHECK(outcome.rows_inserted == 60);
+    /* 41..100: the first statement holds 41..83, of which 41..60 are stored in the sealed run. */
+    size_t n = build_deposits(rows, 0, 41, 100);
+    CHECK_OK(bal_journal_write_batch(journal, 0, rows, n, 2, &outcome, ERR));
+    CHECK(outcome.rows_inserted == 40 && outcome.rows_ignored == 20);
+    /* 81..140: the first statement holds 81..123, of which 81..100 are stored in the open run. */
+    n = build_deposits(rows, 0, 81, 140);
+    CHECK_OK(bal_journal_write_batch(journal, 0, rows, n, 3, &outcome, ERR));
+    CHECK(outcome.rows_inserted == 40 && outcome.rows_ignored == 20);
+    /* One entry per row in each index (every deposit row is a head of both kinds). */
+    CHECK(query_file(&dir, "SELECT count(*) FROM journal_by_transaction_run") == 140);
+    CHECK(query_file(&dir, "SELECT count(*) FROM journal_by_account_run") == 140);
+    CHECK(query_file(&dir, "SELECT count(DISTINCT sequence) FROM journal_by_account_run") == 140);
+    const char *ids[140];
+    for (size_t i = 0; i < total; i++) ids[i] = all[i].transaction_id;
+    check_lookup_exact(journal, all, total, ids, total);
+    test_rows page = {0};
+    uint64_t next = 0;
+    bal_journal_history_query query = {.account_id = 100, .limit = 1000};
+    CHECK_OK(bal_journal_history(journal, &query, test_rows_collect, &page, &next, ERR));
+    CHECK(page.count == 140 && next == BAL_JOURNAL_CURSOR_NONE);
+    for (size_t i = 0; i < page.count; i++) CHECK(page.rows[i].sequence == 140 - i);
+    test_rows_free(&page);
+    bal_journal_close(journal);
+    test_dir_remove(&dir);
+}
+
 /* A log position's rows split over two calls (which the contract forbids, but a replay cut
  * differently must not duplicate anything): an account then has two heads in one sequence,
  * and its listing still holds each row once, in (sequence, leg) order. */
@@ -1495,6 +1535,7 @@ static const test_case test_cases[] = {
     {"round_trip", test_round_trip}, {"validation", test_validation}, {"idempotency", test_idempotency},
     {"history", test_history},       {"lookup", test_lookup},         {"schema", test_schema},
     {"history_split_position", test_history_split_position}, {"history_runs", test_history_runs},
+    {"replay_entries", test_replay_entries},
     {"lookup_collisions", test_lookup_collisions}, {"sorted_insert", test_sorted_insert},
     {"concurrent_readers", test_concurrent_readers}, {"corrupt", test_corrupt},
     {"checkpoint", test_checkpoint}, {"writeback", test_writeback}, {"names", test_names},
