@@ -1,5 +1,5 @@
 /*
- * bal_ledger.c -- balances in one open-addressing table, currencies interned to small ids,
+ * bal_ledger.c -- balances in a key table and a value array, currencies interned to small ids,
  * every operation expressed as legs and applied all-or-none.
  *
  * Every typed operation becomes one or two legs (DEPOSIT: +available; FREEZE: -available
@@ -19,30 +19,32 @@
 #include "bal_idempotency.h"
 
 #define CURRENCY_NONE UINT32_MAX
-/* How many commands ahead apply stages a command (resolves its legs and prefetches their
- * slots): enough to overlap the cache misses of several commands, few enough that the
- * lines are still there when needed. */
+#define VALUE_NONE UINT32_MAX
+/* Apply walks a batch in three steps, each a few commands ahead of the next, so that the
+ * cache misses of many commands overlap: staging resolves a command's legs and starts
+ * loading their key slots (LOCATE_DISTANCE + PREFETCH_DISTANCE commands ahead); locating
+ * finds each leg's key slot, which by then is in cache, and starts loading the balance it
+ * points at (PREFETCH_DISTANCE ahead); applying finds both loaded. */
+#define LOCATE_DISTANCE 8
 #define PREFETCH_DISTANCE 8
-#define LOOKAHEAD_RING 16
-/* Lines prefetched from a balance's home slot on. A look-up at load 3/4 reads 2.5 entries
- * (120 bytes) on average, so two lines (the home entry) left a dependent miss on the rest
- * of the probe a good part of the time: 3 lines measured +35% over 2, 4 lines +5% more. */
-#define PREFETCH_LINES 4
+#define LOOKAHEAD_RING 32
 /* Tables smaller than this stay in cache: prefetching them only costs time. */
 #define PREFETCH_TABLE_BYTES_MIN (8u << 20)
-_Static_assert(LOOKAHEAD_RING > PREFETCH_DISTANCE && (LOOKAHEAD_RING & (LOOKAHEAD_RING - 1)) == 0,
+_Static_assert(LOOKAHEAD_RING > LOCATE_DISTANCE + PREFETCH_DISTANCE && (LOOKAHEAD_RING & (LOOKAHEAD_RING - 1)) == 0,
                "the look-ahead ring holds every command between staging and use");
 
 /* A leg as apply needs it, resolved when its command was staged so that nothing is
  * looked up or hashed twice. The home slot stays right however the table fills up in the
- * meantime (balances never move); a currency that was not interned yet is looked up again. */
+ * meantime (keys never move); a currency that was not interned yet is looked up again, and
+ * so is a balance that did not exist when located (an earlier command may create it). */
 typedef struct staged_leg {
     bal_amount available_delta;
     bal_amount frozen_delta;
     uint64_t account_id;
     uint64_t currency_code;
-    uint64_t home;               /* the balance's home slot, when currency_id is known */
+    uint64_t home;               /* the key's home slot, when currency_id is known */
     uint32_t currency_id;        /* CURRENCY_NONE: not interned when staged */
+    uint32_t value;              /* the balance's index, if it existed when located; else VALUE_NONE */
 } staged_leg;
 
 /* A command reduced to what apply reads: the legs this ledger applies, in leg order, and
@@ -54,19 +56,31 @@ typedef struct staged {
 } staged;
 #define CURRENCY_INDEX_SLOTS (2 * BAL_CURRENCIES_MAX)
 
-/* One balance: 48 bytes. account_id 0 marks an empty slot (valid accounts are > 0). */
-typedef struct entry {
-    uint64_t account_id;
+/* The balance table is two arrays. Keys: open addressing with linear probing over 16-byte
+ * slots, two per balance of capacity (load factor at most 1/2: a look-up reads 1.5 slots on
+ * average, nearly always within one cache line). Values: the amounts, dense in creation
+ * order, 32 bytes aligned to 32 (always one cache line). 2 x 16 + 32 = 64 bytes per balance.
+ * Balances are never removed, so neither a key nor a value ever moves. */
+typedef struct key_slot {
+    uint64_t account_id;         /* 0 marks an empty slot (valid accounts are > 0) */
     uint32_t currency_id;
-    uint32_t reserved;
+    uint32_t value;              /* index into values */
+} key_slot;
+_Static_assert(sizeof(key_slot) == 16, "a key slot is 16 bytes");
+
+typedef struct balance_value {
     bal_amount available;
     bal_amount frozen;
-} entry;
-_Static_assert(sizeof(entry) == 48, "a balance entry is 48 bytes");
+} balance_value;
+_Static_assert(sizeof(balance_value) == 32, "a balance value is 32 bytes");
+#define KEY_SLOTS_PER_BALANCE 2u
+#define KEY_LINE_END(slot) (((slot) & 3u) == 3u) /* keys start on a line: 4 slots a line */
+_Static_assert(BAL_BALANCES_MAX < VALUE_NONE, "value indexes fit 32 bits");
 
 struct bal_ledger {
-    entry *table;
-    uint64_t slot_count;          /* capacity * 4/3, rounded up: load factor <= 3/4 */
+    key_slot *keys;
+    balance_value *values;
+    uint64_t slot_count;          /* balance_capacity * KEY_SLOTS_PER_BALANCE */
     uint64_t balance_count;
     uint64_t balance_capacity;
     uint64_t sequence;
@@ -84,7 +98,7 @@ struct bal_ledger {
 /* Where a planned leg's balance lives (NULL: nowhere yet) and whether the leg creates it.
  * The leg's values before and after are planned straight into its bal_change. */
 typedef struct plan_slot {
-    entry *slot;
+    balance_value *slot;
     bool create;
 } plan_slot;
 
@@ -136,16 +150,17 @@ bal_ledger_status bal_ledger_create(const bal_ledger_config *config, bal_ledger 
     bal_ledger *ledger = calloc(1, sizeof(*ledger));
     if (ledger == NULL) return BAL_LEDGER_OUT_OF_MEMORY;
     ledger->balance_capacity = config->balance_capacity;
-    ledger->slot_count = config->balance_capacity + (config->balance_capacity + 2) / 3;
-    ledger->table = table_alloc(ledger->slot_count * sizeof(entry));
+    ledger->slot_count = config->balance_capacity * KEY_SLOTS_PER_BALANCE;
+    ledger->keys = table_alloc(ledger->slot_count * sizeof(key_slot));
+    ledger->values = table_alloc(config->balance_capacity * sizeof(balance_value));
     ledger->ids = bal_idempotency_create(config->idempotency_count_max,
                                          config->idempotency_bytes_max, config->hash_seed);
-    if (ledger->table == NULL || ledger->ids == NULL) {
+    if (ledger->keys == NULL || ledger->values == NULL || ledger->ids == NULL) {
         bal_ledger_destroy(ledger);
         return BAL_LEDGER_OUT_OF_MEMORY;
     }
     ledger->seed = config->hash_seed;
-    ledger->prefetch = ledger->slot_count * sizeof(entry) >= PREFETCH_TABLE_BYTES_MIN;
+    ledger->prefetch = bal_ledger_balance_memory_bytes(ledger) >= PREFETCH_TABLE_BYTES_MIN;
     ledger->retention_ms = config->idempotency_retention_ms;
     *ledger_out = ledger;
     return BAL_LEDGER_OK;
@@ -153,7 +168,8 @@ bal_ledger_status bal_ledger_create(const bal_ledger_config *config, bal_ledger 
 
 void bal_ledger_destroy(bal_ledger *ledger) {
     if (ledger == NULL) return;
-    free(ledger->table);
+    free(ledger->keys);
+    free(ledger->values);
     bal_idempotency_destroy(ledger->ids);
     free(ledger);
 }
@@ -187,39 +203,45 @@ static uint64_t slot_home(const bal_ledger *ledger, uint64_t account_id, uint32_
     return bal_hash_reduce(hash, ledger->slot_count);
 }
 
-/* Finds the entry of (account, currency), or the empty slot where it would go, probing
- * from the key's home slot. */
-static entry *slot_find_from(const bal_ledger *ledger, uint64_t home, uint64_t account_id, uint32_t currency_id) {
+/* Finds the key slot of (account, currency), or the empty slot where it would go,
+ * probing from the key's home slot. */
+static key_slot *slot_find_from(const bal_ledger *ledger, uint64_t home, uint64_t account_id, uint32_t currency_id) {
     assert(account_id != 0 && home < ledger->slot_count);
     uint64_t i = home;
     for (;;) {
-        entry *e = &ledger->table[i];
-        if (e->account_id == 0 || (e->account_id == account_id && e->currency_id == currency_id)) return e;
+        key_slot *k = &ledger->keys[i];
+        if (k->account_id == 0 || (k->account_id == account_id && k->currency_id == currency_id)) return k;
         if (++i == ledger->slot_count) i = 0;
     }
 }
 
-static entry *slot_find(const bal_ledger *ledger, uint64_t account_id, uint32_t currency_id) {
+static key_slot *slot_find(const bal_ledger *ledger, uint64_t account_id, uint32_t currency_id) {
     return slot_find_from(ledger, slot_home(ledger, account_id, currency_id), account_id, currency_id);
 }
 
-static entry *entry_find(const bal_ledger *ledger, uint64_t account_id, uint64_t currency_code) {
-    uint32_t currency_id = currency_find(ledger, currency_code);
-    if (currency_id == CURRENCY_NONE) return NULL;
-    entry *e = slot_find(ledger, account_id, currency_id);
-    return e->account_id == 0 ? NULL : e;
+static balance_value *value_of(const bal_ledger *ledger, const key_slot *k) {
+    return k->account_id == 0 ? NULL : &ledger->values[k->value];
 }
 
-static entry *entry_create(bal_ledger *ledger, uint64_t account_id, uint64_t currency_code) {
-    assert(ledger->balance_count < ledger->balance_capacity);
+static const balance_value *entry_find(const bal_ledger *ledger, uint64_t account_id, uint64_t currency_code) {
+    uint32_t currency_id = currency_find(ledger, currency_code);
+    if (currency_id == CURRENCY_NONE) return NULL;
+    return value_of(ledger, slot_find(ledger, account_id, currency_id));
+}
+
+/* Fills the empty key slot k with a new balance (zero) and returns its value. */
+static balance_value *slot_fill(bal_ledger *ledger, key_slot *k, uint64_t account_id, uint32_t currency_id) {
+    assert(k->account_id == 0 && ledger->balance_count < ledger->balance_capacity);
+    k->account_id = account_id;
+    k->currency_id = currency_id;
+    k->value = (uint32_t)ledger->balance_count++;
+    return &ledger->values[k->value]; /* zero since creation: balances are never removed */
+}
+
+static balance_value *entry_create(bal_ledger *ledger, uint64_t account_id, uint64_t currency_code) {
     uint32_t currency_id = currency_find(ledger, currency_code);
     if (currency_id == CURRENCY_NONE) currency_id = currency_intern(ledger, currency_code);
-    entry *e = slot_find(ledger, account_id, currency_id);
-    assert(e->account_id == 0);
-    e->account_id = account_id;
-    e->currency_id = currency_id;
-    ledger->balance_count++;
-    return e;
+    return slot_fill(ledger, slot_find(ledger, account_id, currency_id), account_id, currency_id);
 }
 
 /* Looks a staged code up. A code the ledger has interned was checked when it was interned;
@@ -237,6 +259,7 @@ static void stage_leg(const bal_ledger *ledger, staged_leg *leg, uint64_t accoun
     leg->account_id = account_id;
     leg->currency_code = currency_code;
     leg->currency_id = currency_id;
+    leg->value = VALUE_NONE;
     leg->home = currency_id == CURRENCY_NONE ? 0 : slot_home(ledger, account_id, currency_id);
 }
 
@@ -267,31 +290,26 @@ static void stage_typed(const bal_ledger *ledger, const bal_command *command, st
 }
 
 /* Finds a staged leg's balance; NULL if it does not exist (yet). */
-static entry *leg_entry(const bal_ledger *ledger, staged_leg *leg) {
+static balance_value *leg_entry(const bal_ledger *ledger, staged_leg *leg) {
+    if (leg->value != VALUE_NONE) return &ledger->values[leg->value]; /* located: it still is there */
     if (leg->currency_id == CURRENCY_NONE) {
         leg->currency_id = currency_find(ledger, leg->currency_code); /* interned since staged? */
         if (leg->currency_id == CURRENCY_NONE) return NULL;
         leg->home = slot_home(ledger, leg->account_id, leg->currency_id);
     }
-    entry *e = slot_find_from(ledger, leg->home, leg->account_id, leg->currency_id);
-    return e->account_id != 0 ? e : NULL;
+    return value_of(ledger, slot_find_from(ledger, leg->home, leg->account_id, leg->currency_id));
 }
 
 /* Creates a staged leg's balance (interning its currency if needed). */
-static entry *leg_create(bal_ledger *ledger, staged_leg *leg) {
-    assert(ledger->balance_count < ledger->balance_capacity);
+static balance_value *leg_create(bal_ledger *ledger, staged_leg *leg) {
     if (leg->currency_id == CURRENCY_NONE) {
         /* An earlier leg of the same command may have interned it. */
         leg->currency_id = currency_find(ledger, leg->currency_code);
         if (leg->currency_id == CURRENCY_NONE) leg->currency_id = currency_intern(ledger, leg->currency_code);
         leg->home = slot_home(ledger, leg->account_id, leg->currency_id);
     }
-    entry *e = slot_find_from(ledger, leg->home, leg->account_id, leg->currency_id);
-    assert(e->account_id == 0);
-    e->account_id = leg->account_id;
-    e->currency_id = leg->currency_id;
-    ledger->balance_count++;
-    return e;
+    key_slot *k = slot_find_from(ledger, leg->home, leg->account_id, leg->currency_id);
+    return slot_fill(ledger, k, leg->account_id, leg->currency_id);
 }
 
 /* First rule a leg breaks, in the order: available, frozen, overflow. */
@@ -318,13 +336,13 @@ static uint32_t new_currency_count(const staged *st, const plan_slot *plan) {
 
 /* Plans every leg (its balance before and after, into changes) and decides the result;
  * changes nothing in the ledger. */
-static bal_result plan_legs(const bal_ledger *ledger, staged *st, plan_slot *plan, bal_change *changes) {
+static inline __attribute__((always_inline)) bal_result plan_legs(const bal_ledger *ledger, staged *st, plan_slot *plan, bal_change *changes) {
     bal_result result = BAL_RESULT_OK;
     uint64_t creates = 0;
     for (unsigned i = 0; i < st->leg_count; i++) {
         staged_leg *leg = &st->legs[i];
         bal_change *c = &changes[i];
-        entry *e = leg_entry(ledger, leg);
+        balance_value *e = leg_entry(ledger, leg);
         c->account_id = leg->account_id;
         c->currency.code = leg->currency_code;
         c->available_before = e ? e->available : 0;
@@ -345,9 +363,9 @@ static bal_result plan_legs(const bal_ledger *ledger, staged *st, plan_slot *pla
     return BAL_RESULT_OK;
 }
 
-static void commit_legs(bal_ledger *ledger, staged *st, const plan_slot *plan, const bal_change *changes) {
+static inline __attribute__((always_inline)) void commit_legs(bal_ledger *ledger, staged *st, const plan_slot *plan, const bal_change *changes) {
     for (unsigned i = 0; i < st->leg_count; i++) {
-        entry *e = plan[i].create ? leg_create(ledger, &st->legs[i]) : plan[i].slot;
+        balance_value *e = plan[i].create ? leg_create(ledger, &st->legs[i]) : plan[i].slot;
         if (e == NULL) continue; /* a zero leg on a balance that does not exist */
         assert(changes[i].available_after >= 0 && changes[i].frozen_after >= 0);
         e->available = changes[i].available_after;
@@ -356,7 +374,7 @@ static void commit_legs(bal_ledger *ledger, staged *st, const plan_slot *plan, c
 }
 
 /* Applies a staged command and writes its outcome; its changes go to changes[0..legs). */
-static void apply_one(bal_ledger *ledger, const bal_command *command, staged *st,
+static inline __attribute__((always_inline)) void apply_one(bal_ledger *ledger, const bal_command *command, staged *st,
                       bal_outcome *outcome, bal_change *changes) {
     plan_slot plan[BAL_COMMAND_BALANCES_MAX];
     unsigned count = st->leg_count;
@@ -443,13 +461,28 @@ static void stage_command(bal_ledger *ledger, const bal_command *command, staged
     if (ledger->prefetch) {
         for (unsigned i = 0; i < st->leg_count; i++) {
             if (st->legs[i].currency_id == CURRENCY_NONE) continue;
-            const char *e = (const char *)&ledger->table[st->legs[i].home];
-            for (unsigned k = 0; k < PREFETCH_LINES; k++) __builtin_prefetch(e + 64 * k, 1);
+            uint64_t home = st->legs[i].home;
+            __builtin_prefetch(&ledger->keys[home]);
+            /* The home slot ends its line: the probe goes on into the next often enough. */
+            if (KEY_LINE_END(home) && home + 1 < ledger->slot_count) __builtin_prefetch(&ledger->keys[home + 1]);
         }
     }
     if (command->transaction_id_length > 0) {
         st->id_hash = bal_idempotency_hash(ledger->ids, command->transaction_id, command->transaction_id_length);
         if (ledger->prefetch) bal_idempotency_prefetch(ledger->ids, st->id_hash);
+    }
+}
+
+/* The second step: finds each staged leg's balance, whose key slot staging loaded, and
+ * starts loading its value for the update. */
+static void locate_command(const bal_ledger *ledger, staged *st) {
+    for (unsigned i = 0; i < st->leg_count; i++) {
+        staged_leg *leg = &st->legs[i];
+        if (leg->currency_id == CURRENCY_NONE) continue;
+        const key_slot *k = slot_find_from(ledger, leg->home, leg->account_id, leg->currency_id);
+        if (k->account_id == 0) continue;
+        leg->value = k->value;
+        __builtin_prefetch(&ledger->values[k->value], 1);
     }
 }
 
@@ -459,8 +492,12 @@ void bal_ledger_apply(bal_ledger *ledger, const bal_command *commands, size_t co
     assert(count == 0 || (commands != NULL && outcomes != NULL && changes != NULL));
     make_room(ledger, commands, count);
     uint64_t evicted_before = bal_idempotency_evicted(ledger->ids);
-    for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++) {
+    const size_t stage_ahead = LOCATE_DISTANCE + PREFETCH_DISTANCE;
+    for (size_t i = 0; i < count && i < stage_ahead; i++) {
         stage_command(ledger, &commands[i], &ledger->ring[i % LOOKAHEAD_RING]);
+    }
+    if (ledger->prefetch) {
+        for (size_t i = 0; i < count && i < PREFETCH_DISTANCE; i++) locate_command(ledger, &ledger->ring[i % LOOKAHEAD_RING]);
     }
     uint32_t next_change = 0;
     for (size_t i = 0; i < count; i++) {
@@ -468,9 +505,11 @@ void bal_ledger_apply(bal_ledger *ledger, const bal_command *commands, size_t co
         bal_outcome *outcome = &outcomes[i];
         bal_change *here = &changes[next_change];
         outcome->first_change = next_change;
-        if (i + PREFETCH_DISTANCE < count) {
-            size_t ahead = i + PREFETCH_DISTANCE;
-            stage_command(ledger, &commands[ahead], &ledger->ring[ahead % LOOKAHEAD_RING]);
+        if (i + stage_ahead < count) {
+            stage_command(ledger, &commands[i + stage_ahead], &ledger->ring[(i + stage_ahead) % LOOKAHEAD_RING]);
+        }
+        if (ledger->prefetch && i + PREFETCH_DISTANCE < count) {
+            locate_command(ledger, &ledger->ring[(i + PREFETCH_DISTANCE) % LOOKAHEAD_RING]);
         }
         staged *st = &ledger->ring[i % LOOKAHEAD_RING];
         next_change += st->leg_count; /* bal_command_balance_count: the most this command writes */
@@ -548,7 +587,7 @@ size_t bal_ledger_batch_max(const bal_ledger *ledger) {
 bool bal_ledger_balance(const bal_ledger *ledger, uint64_t account_id, bal_currency currency,
                         bal_amount *available_out, bal_amount *frozen_out) {
     assert(ledger != NULL && available_out != NULL && frozen_out != NULL);
-    const entry *e = account_id == 0 ? NULL : entry_find(ledger, account_id, currency.code);
+    const balance_value *e = account_id == 0 ? NULL : entry_find(ledger, account_id, currency.code);
     *available_out = e ? e->available : 0;
     *frozen_out = e ? e->frozen : 0;
     return e != NULL;
@@ -559,8 +598,8 @@ size_t bal_ledger_account_balances(const bal_ledger *ledger, uint64_t account_id
     assert(ledger != NULL && total_out != NULL);
     size_t total = 0;
     for (uint32_t id = 0; id < ledger->currency_count && account_id != 0; id++) {
-        const entry *e = slot_find(ledger, account_id, id);
-        if (e->account_id == 0) continue;
+        const balance_value *e = value_of(ledger, slot_find(ledger, account_id, id));
+        if (e == NULL) continue;
         /* Insertion sort by currency code: accounts hold few currencies. */
         if (total < max_count) {
             size_t j = total;
@@ -599,15 +638,17 @@ void bal_ledger_set_forgetful(bal_ledger *ledger) { ledger->forgetful = true; }
 uint64_t bal_ledger_sequence(const bal_ledger *ledger) { return ledger->sequence; }
 uint64_t bal_ledger_balance_count(const bal_ledger *ledger) { return ledger->balance_count; }
 uint64_t bal_ledger_balance_capacity(const bal_ledger *ledger) { return ledger->balance_capacity; }
-uint64_t bal_ledger_balance_memory_bytes(const bal_ledger *ledger) { return ledger->slot_count * sizeof(entry); }
+uint64_t bal_ledger_balance_memory_bytes(const bal_ledger *ledger) {
+    return ledger->slot_count * sizeof(key_slot) + ledger->balance_capacity * sizeof(balance_value);
+}
 uint64_t bal_ledger_idempotency_memory_bytes(const bal_ledger *ledger) {
     return bal_idempotency_memory_bytes(ledger->ids);
 }
 uint32_t bal_ledger_idempotency_count(const bal_ledger *ledger) { return bal_idempotency_count(ledger->ids); }
 
-static uint64_t entry_hash(const entry *e, uint64_t currency_code, uint64_t seed) {
+static uint64_t entry_hash(const key_slot *k, const balance_value *e, uint64_t currency_code, uint64_t seed) {
     uint64_t words[6];
-    words[0] = e->account_id;
+    words[0] = k->account_id;
     words[1] = currency_code;
     memcpy(&words[2], &e->available, 16);
     memcpy(&words[4], &e->frozen, 16);
@@ -619,11 +660,12 @@ bal_digest bal_ledger_hash(const bal_ledger *ledger) {
     /* A sum of per-balance hashes does not depend on where balances sit in the table. */
     uint64_t low = 0, high = 0;
     for (uint64_t i = 0; i < ledger->slot_count; i++) {
-        const entry *e = &ledger->table[i];
-        if (e->account_id == 0) continue;
-        uint64_t code = ledger->currency_codes[e->currency_id];
-        low += entry_hash(e, code, BAL_HASH_P1);
-        high += entry_hash(e, code, BAL_HASH_P2);
+        const key_slot *k = &ledger->keys[i];
+        if (k->account_id == 0) continue;
+        const balance_value *e = &ledger->values[k->value];
+        uint64_t code = ledger->currency_codes[k->currency_id];
+        low += entry_hash(k, e, code, BAL_HASH_P1);
+        high += entry_hash(k, e, code, BAL_HASH_P2);
     }
     uint64_t tail[4] = {low, high, ledger->sequence, ledger->balance_count};
     bal_digest digest = {
@@ -708,10 +750,11 @@ bal_ledger_status bal_ledger_snapshot_encode(const bal_ledger *ledger, uint8_t *
     put_bytes(&w, &id_bytes, 8);
     put_bytes(&w, ledger->currency_codes, (uint64_t)ledger->currency_count * 8);
     for (uint64_t i = 0; i < ledger->slot_count; i++) {
-        const entry *e = &ledger->table[i];
-        if (e->account_id == 0) continue;
-        put_bytes(&w, &e->account_id, 8);
-        put_bytes(&w, &ledger->currency_codes[e->currency_id], 8);
+        const key_slot *k = &ledger->keys[i];
+        if (k->account_id == 0) continue;
+        const balance_value *e = &ledger->values[k->value];
+        put_bytes(&w, &k->account_id, 8);
+        put_bytes(&w, &ledger->currency_codes[k->currency_id], 8);
         put_bytes(&w, &e->available, 16);
         put_bytes(&w, &e->frozen, 16);
     }
@@ -748,7 +791,7 @@ static bal_ledger_status read_balances(bal_ledger *ledger, snapshot_reader *r, u
         if (account_id == 0 || currency_id == CURRENCY_NONE || available < 0 || frozen < 0 ||
             available > BAL_MONEY_MAX || frozen > BAL_MONEY_MAX) return BAL_LEDGER_SNAPSHOT_CORRUPT;
         if (slot_find(ledger, account_id, currency_id)->account_id != 0) return BAL_LEDGER_SNAPSHOT_CORRUPT;
-        entry *e = entry_create(ledger, account_id, code);
+        balance_value *e = entry_create(ledger, account_id, code);
         e->available = available;
         e->frozen = frozen;
     }

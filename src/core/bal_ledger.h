@@ -7,8 +7,8 @@
  * gives the same state, the same outcomes and the same state hash.
  *
  * All memory is allocated by bal_ledger_create from the configuration: the balance table
- * holds balance_capacity entries (48 bytes each at a load factor of at most 3/4, so at most
- * 64 bytes per balance); a command that would create a balance beyond it, or a currency
+ * holds balance_capacity balances (a 32-byte value each, and two 16-byte key slots, so 64
+ * bytes per balance); a command that would create a balance beyond it, or a currency
  * beyond BAL_CURRENCIES_MAX, gets the result capacity_exceeded.
  *
  * Idempotency: recent ids are answered from memory (see bal_idempotency.h). Ids leave
