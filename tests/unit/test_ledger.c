@@ -511,6 +511,60 @@ static void test_cross_ledgers(void) {
     bal_ledger_destroy(target);
 }
 
+/* A table large enough to be prefetched (staging, locating, applying a few commands apart)
+ * against one small enough not to be, over the same random batches: equal outcomes, changes
+ * and state hashes. The batches are dense in balances that an earlier command of the same
+ * batch creates (not found when located, found at apply), in currencies that appear in the
+ * middle of a batch (not interned when staged), in transfers between two new balances and in
+ * EVENTs touching the same balance twice through different currencies. */
+static void test_pipeline_matches_unprefetched(void) {
+    enum { BATCH = 512, ACCOUNTS = 300 };
+    bal_ledger *large = make(200000), *small = make(20000); /* 12.8 MB and 1.3 MB of table */
+    static const char *const currencies[] = {"USDT", "BTC", "ETH", "SOL", "XRP", "ADA"};
+    static bal_command batch[BATCH];
+    static bal_test_outcome a[BATCH], b[BATCH];
+    uint64_t rng = 0x2545F4914F6CDD1Dull, id = 0;
+    for (int round = 0; round < 40; round++) {
+        unsigned currency_count = 2 + (unsigned)(round / 8); /* a new currency every 8 rounds */
+        for (size_t i = 0; i < BATCH; i++) {
+            rng ^= rng << 13, rng ^= rng >> 7, rng ^= rng << 17;
+            char tid[32];
+            snprintf(tid, sizeof(tid), "p-%llu", (unsigned long long)id++);
+            /* Accounts in a narrow window that moves each round: many first credits. */
+            uint64_t account = 1 + (uint64_t)round * 7 + rng % ACCOUNTS;
+            const char *code = currencies[(rng >> 20) % currency_count];
+            bal_op type = (bal_op)((rng >> 32) % 7);
+            bal_command c = cmd(tid, type == BAL_OP_EVENT ? BAL_OP_DEPOSIT : type, account, code,
+                                units(1 + (long long)((rng >> 40) % 50)));
+            if (type == BAL_OP_TRANSFER) c.to_account_id = account + 1 + (rng >> 48) % 5;
+            if (type == BAL_OP_EVENT) {
+                const char *other = currencies[((rng >> 20) + 1) % currency_count];
+                c.type = BAL_OP_EVENT;
+                c.amount = 0;
+                c.leg_count = 4;
+                c.legs[0] = (bal_leg){account, cur(code), -units(2), 0};
+                c.legs[1] = (bal_leg){account, cur(other), units(1), 0};
+                c.legs[2] = (bal_leg){account + 1, cur(other), -units(1), 0};
+                c.legs[3] = (bal_leg){account + 1, cur(code), units(2), 0};
+            }
+            if ((rng >> 56) % 16 == 0 && i > 0) c = batch[i - 1]; /* a retry inside the batch */
+            batch[i] = c;
+        }
+        bal_test_apply(large, batch, BATCH, NULL, a);
+        bal_test_apply(small, batch, BATCH, NULL, b);
+        for (size_t i = 0; i < BATCH; i++) {
+            CHECK(a[i].sequence == b[i].sequence && a[i].result == b[i].result &&
+                  a[i].duplicate == b[i].duplicate && a[i].change_count == b[i].change_count);
+            CHECK(memcmp(a[i].changes, b[i].changes, a[i].change_count * sizeof(bal_change)) == 0);
+        }
+    }
+    CHECK(bal_ledger_balance_count(large) == bal_ledger_balance_count(small));
+    CHECK(bal_ledger_balance_count(large) > 1000);
+    CHECK(bal_digest_equal(bal_ledger_hash(large), bal_ledger_hash(small)));
+    bal_ledger_destroy(large);
+    bal_ledger_destroy(small);
+}
+
 /* After a snapshot round trip every id the original still remembers is found again: a retry
  * of each is a duplicate with its original sequence, in a memory that is full and has been
  * evicting (so the index holds holes and wrapped records), with a larger id memory than the
@@ -579,6 +633,7 @@ int main(void) {
     test_account_listing();
     test_snapshot_round_trip();
     test_snapshot_keeps_every_remembered_id();
+    test_pipeline_matches_unprefetched();
     test_names();
     return bal_test_finish("test_ledger");
 }
