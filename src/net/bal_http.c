@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "bal_http_internal.h"
+#include "bal_thread.h"
 
 /* Descriptors a server needs besides its connections: listener, epoll and eventfd per
  * loop, plus room for the rest of the process (logs, WAL files, store). */
@@ -213,9 +214,7 @@ uint16_t bal_http_server_port(const bal_http_server *server) {
 
 static void *bal_http_thread_main(void *argument) {
     bal_http_loop *loop = argument;
-    char name[16]; /* the kernel keeps 15 bytes */
-    snprintf(name, sizeof name, "bal-http-%u", loop->index % 1000u);
-    (void)pthread_setname_np(pthread_self(), name);
+    bal_thread_name("bal-http", loop->index);
     bal_http_loop_run(argument);
     return NULL;
 }

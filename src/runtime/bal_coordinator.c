@@ -97,7 +97,7 @@ static bal_result decide(bal_node *node, const bal_cross *cross) {
 }
 
 static void *sync_main(void *argument) {
-    bal_node_name_thread("bal-cross-sync", -1);
+    bal_thread_name("bal-cross-sync", -1);
     bal_shard_sync(argument);
     return NULL;
 }
@@ -169,7 +169,7 @@ static void run(bal_node *node, bal_cross *cross) {
 
 void *bal_coordinator_main(void *argument) {
     bal_node *node = argument;
-    bal_node_name_thread("bal-coord", -1);
+    bal_thread_name("bal-coord", -1);
     for (;;) {
         bal_cross *cross = NULL;
         if (bal_queue_pop(&node->coordinator_queue, &cross, 1, -1) == 0) break;

@@ -549,19 +549,9 @@ void bal_node_block_signals(void) {
     signal(SIGPIPE, SIG_IGN);
 }
 
-void bal_node_name_thread(const char *prefix, int64_t index) {
-    char name[16];
-    if (index >= 0) {
-        snprintf(name, sizeof name, "%.9s-%u", prefix, (unsigned)(index % 1000));
-    } else {
-        snprintf(name, sizeof name, "%.15s", prefix);
-    }
-    (void)pthread_setname_np(pthread_self(), name); /* a name is a convenience: no failure matters */
-}
-
 static void *signal_main(void *argument) {
     bal_node *node = argument;
-    bal_node_name_thread("bal-signal", -1);
+    bal_thread_name("bal-signal", -1);
     sigset_t set;
     sigemptyset(&set);
     sigaddset(&set, SIGTERM);

@@ -30,6 +30,7 @@
 #include "bal_node.h"
 #include "bal_queue.h"
 #include "bal_text.h"
+#include "bal_thread.h"
 #include "bal_wal.h"
 
 /* Responses bigger than this are refused with 500 rather than built (a full batch of
@@ -216,10 +217,6 @@ void *bal_coordinator_main(void *argument);
 
 /* persister */
 void *bal_persister_main(void *argument);
-/* Names the calling thread for top -H, ps -L, perf and /proc/PID/task/TID/comm: prefix, then
- * "-index" when index >= 0 (at most 15 bytes in all). The main thread keeps the program's
- * name, which is the process's name; it runs HTTP loop 0. */
-void bal_node_name_thread(const char *prefix, int64_t index);
 void bal_persister_submit(bal_node *node, bal_shard *shard, size_t count, const bal_outcome *outcomes,
                           const bal_change *changes, uint64_t last_lsn);
 /* Asks the persister to make the journal durable (bal_journal_sync) and waits for it. */

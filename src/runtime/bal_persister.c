@@ -169,7 +169,7 @@ static void persist(bal_node *node, bal_persist_item *items, size_t n, bal_journ
 
 void *bal_persister_main(void *argument) {
     bal_node *node = argument;
-    bal_node_name_thread("bal-persist", -1);
+    bal_thread_name("bal-persist", -1);
     if (setpriority(PRIO_PROCESS, (id_t)syscall(SYS_gettid), PERSIST_NICE) != 0) {
         bal_log(BAL_LOG_WARN, "persister_priority", "\"detail\":\"could not lower the persister's priority\"");
     }

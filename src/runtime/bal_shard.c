@@ -352,7 +352,7 @@ static void process(bal_shard *shard, size_t n) {
 
 void *bal_shard_main(void *argument) {
     bal_shard *shard = argument;
-    bal_node_name_thread("bal-shard", shard->index);
+    bal_thread_name("bal-shard", shard->index);
     size_t batch_max = shard->node->config.batch_max;
     if (batch_max > bal_ledger_batch_max(shard->ledger)) batch_max = bal_ledger_batch_max(shard->ledger);
     for (;;) {
