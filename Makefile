@@ -30,7 +30,7 @@ run: build
 	@exec $(BUILD)/balanced $(ARGS)
 
 bench-core: build
-	@$(BUILD)/bench/bench_core
+	@scripts/bench_core.sh
 
 bench-http: build
 	@scripts/bench_http.sh
