@@ -17,6 +17,7 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "bal_hash.h"
@@ -41,8 +42,10 @@ typedef struct bal_ids_entry {
 struct bal_ids {
     _Atomic uint64_t *filter;
     uint64_t block_count;          /* power of two */
-    _Atomic uint64_t remembered;
-    pthread_mutex_t mutex;         /* claims */
+    /* On a line of its own: every shard adds to it, and the two fields above are read by
+     * every shard's look-ups. */
+    _Alignas(64) _Atomic uint64_t remembered;
+    _Alignas(64) pthread_mutex_t mutex; /* claims */
     pthread_cond_t stored_cond;    /* signalled when a mark advances or a claim is released */
     bal_ids_entry *ring;
     uint64_t ring_size;
@@ -69,8 +72,9 @@ bool bal_ids_create(uint64_t filter_bytes, uint32_t claims_max, uint32_t shard_c
         shard_count == 0 || shard_count > BAL_IDS_SHARDS_MAX) {
         return false;
     }
-    bal_ids *ids = calloc(1, sizeof(*ids));
+    bal_ids *ids = aligned_alloc(_Alignof(bal_ids), sizeof(*ids)); /* its lines, as declared */
     if (ids == NULL) return false;
+    memset(ids, 0, sizeof(*ids));
     ids->block_count = filter_bytes / BAL_IDS_FILTER_BLOCK_BYTES;
     ids->filter = aligned_alloc(BAL_IDS_FILTER_BLOCK_BYTES, filter_bytes);
     ids->ring_size = claims_max;
@@ -128,8 +132,7 @@ static void filter_bits(uint64_t hash, uint64_t words[BAL_IDS_FILTER_BLOCK_WORDS
     }
 }
 
-void bal_ids_remember(bal_ids *ids, uint64_t hash) {
-    assert(ids != NULL);
+static void remember_one(bal_ids *ids, uint64_t hash) {
     _Atomic uint64_t *block = filter_block(ids, hash);
     uint64_t words[BAL_IDS_FILTER_BLOCK_WORDS];
     filter_bits(hash, words);
@@ -138,7 +141,17 @@ void bal_ids_remember(bal_ids *ids, uint64_t hash) {
             atomic_fetch_or_explicit(&block[w], words[w], memory_order_relaxed);
         }
     }
-    atomic_fetch_add_explicit(&ids->remembered, 1, memory_order_relaxed);
+}
+
+void bal_ids_remember(bal_ids *ids, const uint64_t *hashes, const bool *fresh, size_t count) {
+    assert(ids != NULL && (count == 0 || hashes != NULL));
+    uint64_t added = 0;
+    for (size_t i = 0; i < count; i++) {
+        if (fresh != NULL && !fresh[i]) continue;
+        remember_one(ids, hashes[i]);
+        added++;
+    }
+    if (added > 0) atomic_fetch_add_explicit(&ids->remembered, added, memory_order_relaxed);
 }
 
 bool bal_ids_may_know(const bal_ids *ids, uint64_t hash) {

@@ -64,7 +64,8 @@ bool bal_ids_create(uint64_t filter_bytes, uint32_t claims_max, uint32_t shard_c
 void bal_ids_destroy(bal_ids *ids);
 
 /* ---- filter (any thread, lock-free) ---- */
-void bal_ids_remember(bal_ids *ids, uint64_t hash);
+/* Adds hashes[i] for every i < count with fresh == NULL or fresh[i]; counts them once. */
+void bal_ids_remember(bal_ids *ids, const uint64_t *hashes, const bool *fresh, size_t count);
 bool bal_ids_may_know(const bal_ids *ids, uint64_t hash);
 uint64_t bal_ids_remembered(const bal_ids *ids);   /* ids added (with repeats) */
 uint64_t bal_ids_filter_bytes(const bal_ids *ids);

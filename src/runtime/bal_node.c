@@ -601,7 +601,7 @@ static bool init_shared(bal_node *node) {
            bal_queue_init(&node->persister_queue, sizeof(bal_persist_item), 4096);
 }
 
-static void remember_hash(void *context, uint64_t hash) { bal_ids_remember(context, hash); }
+static void remember_hash(void *context, uint64_t hash) { bal_ids_remember(context, &hash, NULL, 1); }
 
 /* The id filter starts with every id the journal holds; replay adds the log's newer ones. */
 static bool load_ids(bal_node *node) {

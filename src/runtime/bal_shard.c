@@ -195,9 +195,7 @@ void bal_shard_release_claims(bal_shard *shard, size_t count) {
 }
 
 void bal_shard_remember_ids(bal_shard *shard, size_t count) {
-    for (size_t i = 0; i < count; i++) {
-        if (shard->fresh[i]) bal_ids_remember(shard->node->ids, shard->id_hashes[i]);
-    }
+    bal_ids_remember(shard->node->ids, shard->id_hashes, shard->fresh, count);
 }
 
 static void encode_and_append(bal_shard *shard, size_t count) {

@@ -36,7 +36,10 @@ static void test_filter(void) {
     bal_ids *ids = NULL;
     CHECK(bal_ids_create(1u << 20, 0, 1, &ids));
     const uint64_t count = (1u << 20) * 8 / 16;
-    for (uint64_t n = 0; n < count; n++) bal_ids_remember(ids, id_hash(n));
+    for (uint64_t n = 0; n < count; n++) {
+        uint64_t hash = id_hash(n);
+        bal_ids_remember(ids, &hash, NULL, 1);
+    }
     CHECK(bal_ids_remembered(ids) == count);
     uint64_t forgotten = 0, maybe = 0;
     for (uint64_t n = 0; n < count; n++) forgotten += !bal_ids_may_know(ids, id_hash(n));
