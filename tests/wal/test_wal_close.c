@@ -51,13 +51,19 @@ int ftruncate(int fd, off_t length) {
 
 static uint8_t payload[256];
 
-static bal_wal *open_wal(const char *dir, uint64_t *next_lsn_out) {
+static bal_wal *open_wal_report(const char *dir, bal_wal_open_report *report) {
     char errstr[BAL_WAL_MESSAGE_BYTES];
     bal_wal *wal = NULL;
-    bal_wal_open_report report;
     bal_wal_options options = {.segment_bytes = 1u << 20};
-    CHECK_MESSAGE(bal_wal_open(dir, &options, &wal, &report, errstr, sizeof errstr) == BAL_WAL_OK, errstr);
-    CHECK(!report.tail_truncated); /* every close below left no tail, or failed before cutting */
+    CHECK_MESSAGE(bal_wal_open(dir, &options, &wal, report, errstr, sizeof errstr) == BAL_WAL_OK, errstr);
+    return wal;
+}
+
+/* Opens a log that a clean close left: no tail to cut. */
+static bal_wal *open_wal(const char *dir, uint64_t *next_lsn_out) {
+    bal_wal_open_report report;
+    bal_wal *wal = open_wal_report(dir, &report);
+    CHECK(!report.tail_truncated);
     if (next_lsn_out != NULL) *next_lsn_out = report.next_lsn;
     return wal;
 }
@@ -115,11 +121,8 @@ static void test_failing_truncate(void) {
     truncate_fails = false;
     CHECK_MESSAGE(strstr(errstr, "ftruncate") != NULL && strstr(errstr, ".wal") != NULL, errstr);
     /* The synced records survive; the zeros left ahead are cut by the next open. */
-    char errstr_open[BAL_WAL_MESSAGE_BYTES];
     bal_wal_open_report report;
-    bal_wal_options options = {.segment_bytes = 1u << 20};
-    CHECK_MESSAGE(bal_wal_open(dir, &options, &wal, &report, errstr_open, sizeof errstr_open) == BAL_WAL_OK,
-                  errstr_open);
+    wal = open_wal_report(dir, &report);
     CHECK(report.next_lsn == 21 && report.tail_truncated);
     close_counting(wal, 0, 0);
     test_tempdir_remove(dir);
@@ -144,12 +147,9 @@ static void test_failing_datasync(void) {
     CHECK(bal_wal_close(wal, errstr, sizeof errstr) == BAL_WAL_FAILED);
     /* The 30 synced records are there; the 7 that were written but never confirmed may or
      * may not be (they were never acknowledged), and the next open is clean either way. */
-    uint64_t next_lsn = 0;
     bal_wal_open_report report;
-    bal_wal_options options = {.segment_bytes = 1u << 20};
-    CHECK_MESSAGE(bal_wal_open(dir, &options, &wal, &report, errstr, sizeof errstr) == BAL_WAL_OK, errstr);
-    next_lsn = report.next_lsn;
-    CHECK(next_lsn == 31 || next_lsn == 38);
+    wal = open_wal_report(dir, &report);
+    CHECK(report.next_lsn == 31 || report.next_lsn == 38);
     append(wal, 1);
     CHECK(bal_wal_sync(wal) == BAL_WAL_OK);
     close_counting(wal, 1, 1);
