@@ -137,7 +137,7 @@ static void *table_alloc(uint64_t bytes, bool large) {
     uint64_t rounded = (bytes + alignment - 1) / alignment * alignment;
     void *memory = aligned_alloc(alignment, rounded);
     if (memory == NULL) return NULL;
-    if (alignment > 64) (void)madvise(memory, rounded, MADV_HUGEPAGE); /* advice only: failure is harmless */
+    if (large) (void)madvise(memory, rounded, MADV_HUGEPAGE); /* advice only: failure is harmless */
     memset(memory, 0, rounded);
     return memory;
 }
@@ -154,8 +154,7 @@ bal_ledger_status bal_ledger_create(const bal_ledger_config *config, bal_ledger 
     if (ledger == NULL) return BAL_LEDGER_OUT_OF_MEMORY;
     ledger->balance_capacity = config->balance_capacity;
     ledger->slot_count = config->balance_capacity * KEY_SLOTS_PER_BALANCE;
-    bool large = ledger->slot_count * sizeof(key_slot) + config->balance_capacity * sizeof(balance_value) >=
-                 PREFETCH_TABLE_BYTES_MIN; /* = bal_ledger_balance_memory_bytes */
+    bool large = bal_ledger_balance_memory_bytes(ledger) >= PREFETCH_TABLE_BYTES_MIN;
     ledger->keys = table_alloc(ledger->slot_count * sizeof(key_slot), large);
     ledger->values = table_alloc(config->balance_capacity * sizeof(balance_value), large);
     ledger->ids = bal_idempotency_create(config->idempotency_count_max,
