@@ -84,14 +84,20 @@ static void close_counting(bal_wal *wal, int syncs_expected, int truncates_expec
     CHECK(truncate_calls == truncates_expected);
 }
 
+/* A new log in a new directory (written into dir) with count records appended and synced. */
+static bal_wal *synced_log(char dir[TEST_PATH_BYTES], int count) {
+    test_tempdir_create(dir);
+    bal_wal *wal = open_wal(dir, NULL);
+    append(wal, count);
+    CHECK(bal_wal_sync(wal) == BAL_WAL_OK);
+    return wal;
+}
+
 static void test_clean_close_syncs_once(void) {
     char dir[TEST_PATH_BYTES];
-    test_tempdir_create(dir);
     /* Records waiting and zeros ahead (a new segment is zero-filled ahead of its records):
      * cut to size, one sync. */
-    bal_wal *wal = open_wal(dir, NULL);
-    append(wal, 100);
-    CHECK(bal_wal_sync(wal) == BAL_WAL_OK);
+    bal_wal *wal = synced_log(dir, 100);
     append(wal, 10);
     close_counting(wal, 1, 1);
     /* Reopened at its exact size: nothing appended, nothing to do. */
@@ -112,10 +118,7 @@ static void test_clean_close_syncs_once(void) {
 
 static void test_failing_truncate(void) {
     char dir[TEST_PATH_BYTES], errstr[BAL_WAL_MESSAGE_BYTES];
-    test_tempdir_create(dir);
-    bal_wal *wal = open_wal(dir, NULL);
-    append(wal, 20);
-    CHECK(bal_wal_sync(wal) == BAL_WAL_OK);
+    bal_wal *wal = synced_log(dir, 20);
     truncate_fails = true;
     CHECK(bal_wal_close(wal, errstr, sizeof errstr) == BAL_WAL_IO);
     truncate_fails = false;
@@ -130,10 +133,7 @@ static void test_failing_truncate(void) {
 
 static void test_failing_datasync(void) {
     char dir[TEST_PATH_BYTES], errstr[BAL_WAL_MESSAGE_BYTES];
-    test_tempdir_create(dir);
-    bal_wal *wal = open_wal(dir, NULL);
-    append(wal, 30);
-    CHECK(bal_wal_sync(wal) == BAL_WAL_OK);
+    bal_wal *wal = synced_log(dir, 30);
     append(wal, 7);
     datasync_fails = true;
     CHECK(bal_wal_sync(wal) == BAL_WAL_IO);
