@@ -13,6 +13,9 @@
 
 #include <assert.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 static const char bal_http_root_path[] = "/";
 
@@ -45,6 +48,26 @@ static bool bal_http_is_tchar(unsigned char c) {
 
 static bool bal_http_is_field_value_char(unsigned char c) {
     return (bal_http_class[c] & BAL_HTTP_VALUE) != 0;
+}
+
+/* True if every byte of value[0..length) is a field value character: all but the controls
+ * other than HTAB (0x00-0x08, 0x0a-0x1f) and DEL (0x7f). Values are most of a signed
+ * request's head (a signature alone is 64 characters), so 16 bytes are checked at a time. */
+static bool bal_http_field_value_valid(const char *value, size_t length) {
+    size_t i = 0;
+#if defined(__SSE2__)
+    const __m128i control_max = _mm_set1_epi8(0x1f), tab = _mm_set1_epi8('\t'), del = _mm_set1_epi8(0x7f);
+    for (; i + 16 <= length; i += 16) {
+        __m128i bytes = _mm_loadu_si128((const __m128i *)(value + i));
+        __m128i control = _mm_cmpeq_epi8(_mm_min_epu8(bytes, control_max), bytes); /* <= 0x1f, unsigned */
+        __m128i bad = _mm_or_si128(_mm_andnot_si128(_mm_cmpeq_epi8(bytes, tab), control), _mm_cmpeq_epi8(bytes, del));
+        if (_mm_movemask_epi8(bad) != 0) return false;
+    }
+#endif
+    for (; i < length; i++) {
+        if (!bal_http_is_field_value_char((unsigned char)value[i])) return false;
+    }
+    return true;
 }
 
 /* A field name (token characters only) against a lower-case name of letters and '-':
@@ -89,6 +112,31 @@ bool bal_http_head_find(const bal_http_head *head, const char *name, const char 
     *value = NULL;
     *value_length = 0;
     return false;
+}
+
+void bal_http_head_find_all(const bal_http_head *head, const char *const *names, size_t count,
+                            bal_http_field *fields) {
+    assert(head != NULL && (names != NULL || count == 0) && (fields != NULL || count == 0));
+    assert(head->header_count <= BAL_HTTP_HEADERS_MAX);
+    uint8_t lengths[BAL_HTTP_FIELD_NAMES_MAX];
+    assert(count <= BAL_HTTP_FIELD_NAMES_MAX);
+    for (size_t n = 0; n < count; n++) {
+        size_t length = strlen(names[n]);
+        assert(length >= 1 && length <= BAL_HTTP_FIELD_NAME_MAX);
+        lengths[n] = (uint8_t)length;
+        fields[n] = (bal_http_field){.value = NULL, .length = 0, .count = 0};
+    }
+    /* A length compare rules out almost every pair; the names compare only when it matches. */
+    for (size_t i = 0; i < head->header_count; i++) {
+        const bal_http_header *header = &head->headers[i];
+        for (size_t n = 0; n < count; n++) {
+            if (header->name_length != lengths[n] || !bal_http_name_is(header->name, names[n], lengths[n])) continue;
+            if (fields[n].count++ == 0) {
+                fields[n].value = header->value;
+                fields[n].length = header->value_length;
+            }
+        }
+    }
 }
 
 static bal_http_parse_status bal_http_fail(bal_http_head *head, bal_http_parse_status status,
@@ -358,10 +406,8 @@ static bal_http_parse_status bal_http_parse_field(const char *line, size_t lengt
     size_t last = length;
     while (first < last && (line[first] == ' ' || line[first] == '\t')) first++;
     while (last > first && (line[last - 1] == ' ' || line[last - 1] == '\t')) last--;
-    for (size_t i = first; i < last; i++) {
-        if (!bal_http_is_field_value_char((unsigned char)line[i])) {
-            return bal_http_fail(head, BAL_HTTP_PARSE_INVALID, "control character in header value");
-        }
+    if (!bal_http_field_value_valid(line + first, last - first)) {
+        return bal_http_fail(head, BAL_HTTP_PARSE_INVALID, "control character in header value");
     }
     if (head->header_count == BAL_HTTP_HEADERS_MAX) {
         return bal_http_fail(head, BAL_HTTP_PARSE_TOO_MANY_HEADERS, "too many header fields");

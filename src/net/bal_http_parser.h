@@ -94,6 +94,22 @@ bal_http_parse_status bal_http_parse_head(const char *data, size_t length, size_
 bool bal_http_head_find(const bal_http_head *head, const char *name, const char **value,
                         size_t *value_length);
 
+/* What bal_http_head_find_all found for one name: the first such header's value and how
+ * many headers have that name (0: value is NULL). */
+typedef struct bal_http_field {
+    const char *value;
+    size_t length;
+    uint32_t count;
+} bal_http_field;
+
+/* Looks up several names in one pass over the headers. names[i] are lower-case letters and
+ * '-' only, each 1 to BAL_HTTP_FIELD_NAME_MAX long, count at most BAL_HTTP_FIELD_NAMES_MAX;
+ * fields[i] receives what was found for names[i] (matched case-insensitively). */
+#define BAL_HTTP_FIELD_NAME_MAX 32
+#define BAL_HTTP_FIELD_NAMES_MAX 8 /* names per call */
+void bal_http_head_find_all(const bal_http_head *head, const char *const *names, size_t count,
+                            bal_http_field *fields);
+
 /* Compares a byte range with a NUL-terminated string, ignoring ASCII case. */
 bool bal_http_equals_ignore_case(const char *data, size_t length, const char *text);
 

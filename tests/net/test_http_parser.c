@@ -207,6 +207,19 @@ static void test_character_classes(void) {
         status = bal_http_parse_head(text, (size_t)length, HEAD_MAX, &scan, &head);
         bool value_char = c == '\t' || (c >= 0x20 && c != 0x7f);
         CHECK((status == BAL_HTTP_PARSE_COMPLETE) == value_char);
+        /* Long values are checked 16 bytes at a time: the byte at every position of one. */
+        for (int position = 0; position < 40; position++) {
+            static const char prefix[] = "GET / HTTP/1.1\r\nHost: h\r\nX: ";
+            char value[41];
+            memset(value, 'v', 40);
+            value[40] = '\0';
+            value[position] = c == 0 ? '#' : (char)c;
+            length = snprintf(text, sizeof text, "%s%s\r\n\r\n", prefix, value);
+            if (c == 0) text[sizeof prefix - 1 + (size_t)position] = '\0';
+            scan = 0;
+            status = bal_http_parse_head(text, (size_t)length, HEAD_MAX, &scan, &head);
+            CHECK((status == BAL_HTTP_PARSE_COMPLETE) == value_char);
+        }
         length = snprintf(text, sizeof text, "GET /a%cb HTTP/1.1\r\nHost: h\r\n\r\n", c == 0 ? '#' : c);
         if (c == 0) text[6] = '\0';
         scan = 0;
