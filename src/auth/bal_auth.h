@@ -183,4 +183,23 @@ bool bal_auth_check(bal_auth *auth, const bal_auth_request *request, bal_permiss
 bool bal_auth_charge(bal_auth *auth, const char *key_id, uint32_t operations, int64_t now_ms,
                      bal_auth_decision *decision);
 
+/*
+ * The same check and charge for a caller that does both for one request: the check keeps
+ * its key set (a reference) in a grant, and the charge uses the key found then instead of
+ * looking the set up and the key again. A grant that bal_auth_check_grant filled (it
+ * returned true) must be released with bal_auth_grant_release, charged or not; a refused
+ * check leaves it empty (releasing it then does nothing). Its key set outlives a reload
+ * until the release, so a charge under a grant finds the key the check found.
+ */
+typedef struct bal_auth_grant {
+    struct bal_auth_keyset *set; /* NULL: empty */
+    const struct bal_auth_key *key;
+} bal_auth_grant;
+
+bool bal_auth_check_grant(bal_auth *auth, const bal_auth_request *request, bal_permission needed,
+                          bal_auth_decision *decision, bal_auth_grant *grant);
+bool bal_auth_charge_grant(const bal_auth_grant *grant, uint32_t operations, int64_t now_ms,
+                           bal_auth_decision *decision);
+void bal_auth_grant_release(bal_auth_grant *grant);
+
 #endif

@@ -14,6 +14,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/random.h>
 
 #include "bal_auth.h"
@@ -55,14 +56,27 @@ struct bal_auth_nonce_memory {
     uint32_t wheel[BAL_AUTH_NONCE_SLOTS];
 };
 
+/* The buckets and entries are looked up at random: on 2 MiB pages (advice only) a look-up
+ * misses the TLB far less. Whole huge pages, untouched until used; a small array (tests,
+ * tiny memories) stays on ordinary ones. */
+#define BAL_AUTH_NONCE_PAGE_BYTES (2u << 20)
+
+static void *bal_auth_nonce_alloc(size_t bytes) {
+    if (bytes < BAL_AUTH_NONCE_PAGE_BYTES) return malloc(bytes);
+    size_t rounded = (bytes + BAL_AUTH_NONCE_PAGE_BYTES - 1) / BAL_AUTH_NONCE_PAGE_BYTES * BAL_AUTH_NONCE_PAGE_BYTES;
+    void *memory = aligned_alloc(BAL_AUTH_NONCE_PAGE_BYTES, rounded);
+    if (memory != NULL) (void)madvise(memory, rounded, MADV_HUGEPAGE);
+    return memory;
+}
+
 bal_auth_nonce_memory *bal_auth_nonce_create(uint32_t count_max) {
     assert(count_max >= 1 && count_max <= BAL_AUTH_NONCE_COUNT_MAX);
     bal_auth_nonce_memory *memory = calloc(1, sizeof *memory);
     if (memory == NULL) return NULL;
     uint32_t bucket_count = 1;
     while (bucket_count < count_max) bucket_count *= 2;
-    memory->buckets = malloc((size_t)bucket_count * sizeof *memory->buckets);
-    memory->entries = malloc((size_t)count_max * sizeof *memory->entries);
+    memory->buckets = bal_auth_nonce_alloc((size_t)bucket_count * sizeof *memory->buckets);
+    memory->entries = bal_auth_nonce_alloc((size_t)count_max * sizeof *memory->entries);
     bool seeded = getrandom(memory->seed, sizeof memory->seed, 0) == (ssize_t)sizeof memory->seed;
     if (memory->buckets == NULL || memory->entries == NULL || !seeded ||
         pthread_mutex_init(&memory->lock, NULL) != 0) {
@@ -121,6 +135,15 @@ void bal_auth_nonce_prefetch(const bal_auth_nonce_memory *memory, const uint8_t 
     __builtin_prefetch(&memory->buckets[bal_auth_nonce_bucket(memory, digest)]);
 }
 
+void bal_auth_nonce_prefetch_entry(const bal_auth_nonce_memory *memory,
+                                   const uint8_t digest[BAL_AUTH_NONCE_DIGEST_BYTES]) {
+    assert(memory != NULL && digest != NULL);
+    /* Without the lock: the value may be stale by the time it is used, which costs only a
+       useless prefetch; the entries array never moves, and the index is checked. */
+    uint32_t index = __atomic_load_n(&memory->buckets[bal_auth_nonce_bucket(memory, digest)], __ATOMIC_RELAXED);
+    if (index < memory->count_max) __builtin_prefetch(&memory->entries[index]);
+}
+
 static uint32_t bal_auth_nonce_wheel_slot(int64_t time_ms) {
     assert(time_ms >= 0);
     return (uint32_t)((uint64_t)(time_ms / BAL_AUTH_NONCE_SLOT_MS) % BAL_AUTH_NONCE_SLOTS);
@@ -132,7 +155,8 @@ static void bal_auth_nonce_unlink_hash(bal_auth_nonce_memory *memory, uint32_t i
         assert(*link != BAL_AUTH_NONCE_NIL); /* the entry must be on its chain */
         link = &memory->entries[*link].hash_next;
     }
-    *link = memory->entries[index].hash_next;
+    /* Atomic (relaxed) because bal_auth_nonce_prefetch_entry reads buckets without the lock. */
+    __atomic_store_n(link, memory->entries[index].hash_next, __ATOMIC_RELAXED);
 }
 
 /* Frees the expired entries of one wheel slot; unexpired ones (inserted with an older clock
@@ -222,7 +246,7 @@ bal_auth_nonce_result bal_auth_nonce_remember(bal_auth_nonce_memory *memory,
         entry->expires_ms = expires_ms;
         uint32_t *bucket = &memory->buckets[bal_auth_nonce_bucket(memory, digest)];
         entry->hash_next = *bucket;
-        *bucket = index;
+        __atomic_store_n(bucket, index, __ATOMIC_RELAXED); /* read without the lock: prefetch_entry */
         uint32_t slot = bal_auth_nonce_wheel_slot(expires_ms);
         entry->wheel_next = memory->wheel[slot];
         memory->wheel[slot] = index;

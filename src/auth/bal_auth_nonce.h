@@ -48,6 +48,11 @@ void bal_auth_nonce_digest(const bal_auth_nonce_memory *memory, const char *key_
    bal_auth_nonce_remember; a caller that has other work to do first (the HMAC) hides it. */
 void bal_auth_nonce_prefetch(const bal_auth_nonce_memory *memory, const uint8_t digest[BAL_AUTH_NONCE_DIGEST_BYTES]);
 
+/* Once the bucket has had time to arrive: starts loading the first entry of its chain,
+   which a look-up of a new nonce reads to rule it out (that miss was most of the rest). */
+void bal_auth_nonce_prefetch_entry(const bal_auth_nonce_memory *memory,
+                                   const uint8_t digest[BAL_AUTH_NONCE_DIGEST_BYTES]);
+
 /*
  * Reclaims what has expired by now_ms, then looks the digest up and remembers it until
  * expires_ms (inclusive) unless it is there already. For FULL, *retry_after_ms (if not NULL)

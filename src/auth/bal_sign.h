@@ -32,6 +32,14 @@ void bal_sign_request_digest(const void *secret, size_t secret_length, const cha
                              size_t timestamp_length, const char *nonce, size_t nonce_length, const void *body,
                              size_t body_length, uint8_t out[BAL_SIGN_DIGEST_BYTES]);
 
+/* The same, from the body's hash (bal_sign_sha256_hex of the body) instead of the body: the
+   second half of the work, for a caller with something to do in between. */
+void bal_sign_request_digest_hashed(const void *secret, size_t secret_length, const char *method,
+                                    size_t method_length, const char *path_with_query, size_t path_length,
+                                    const char *timestamp, size_t timestamp_length, const char *nonce,
+                                    size_t nonce_length, const char body_hash[BAL_SIGN_HEX_LENGTH],
+                                    uint8_t out[BAL_SIGN_DIGEST_BYTES]);
+
 /* The signature of a request, as lower-case hex (64 characters and a NUL): X-Signature. */
 void bal_sign_request(const void *secret, size_t secret_length, const char *method, size_t method_length,
                       const char *path_with_query, size_t path_length, const char *timestamp,

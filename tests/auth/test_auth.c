@@ -242,6 +242,24 @@ static void test_sign_primitives(void) {
         if (digit) CHECK(byte == (uint8_t)(0xe0 | value));
     }
     uint8_t bytes[BAL_SIGN_DIGEST_BYTES];
+    /* A whole signature decodes 16 digits at a time: every byte value at every position. */
+    for (int c = 0; c < 256; c++) {
+        bool digit = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
+        int value = c <= '9' ? c - '0' : c - 'a' + 10;
+        for (size_t position = 0; position < BAL_SIGN_HEX_LENGTH; position++) {
+            char text[BAL_SIGN_HEX_LENGTH + 1];
+            memcpy(text, KAT_POST_SIGNATURE, sizeof text);
+            text[position] = (char)c;
+            uint8_t expected[BAL_SIGN_DIGEST_BYTES];
+            CHECK(bal_sign_hex_decode(KAT_POST_SIGNATURE, expected, BAL_SIGN_DIGEST_BYTES));
+            bool valid = bal_sign_hex_decode(text, bytes, BAL_SIGN_DIGEST_BYTES);
+            CHECK(valid == digit);
+            if (!digit) continue;
+            unsigned shift = position % 2 == 0 ? 4 : 0;
+            expected[position / 2] = (uint8_t)((expected[position / 2] & ~(0x0f << shift)) | value << shift);
+            CHECK(memcmp(bytes, expected, sizeof bytes) == 0);
+        }
+    }
     char bad[BAL_SIGN_HEX_LENGTH + 1];
     for (size_t i = 0; i < BAL_SIGN_HEX_LENGTH; i++) {
         memcpy(bad, KAT_POST_SIGNATURE, sizeof bad);
@@ -929,6 +947,47 @@ static void test_reload(void) {
     bal_auth_destroy(auth);
 }
 
+/* A grant carries the check's key to the charge: the same buckets as a charge by name, an
+ * empty grant after a refusal, and a key removed by a reload in between still charged (its
+ * set lives until the release; ASan checks that it is then freed). */
+static void test_grants(void) {
+    const char *first = "tiny tiny-secret-0123456789abcdefghijklmnopqr read,write 1 2 1 1\n"
+                        "gone gone-secret-0123456789abcdefghijklmnopqr read 1000 1000 1000 1000\n";
+    const char *second = "tiny tiny-secret-0123456789abcdefghijklmnopqr read,write 1 2 1 1\n";
+    bal_auth *auth = auth_with(first, 0);
+    bal_auth_decision decision;
+    bal_auth_grant grant;
+    test_request t;
+    int64_t now = KAT_NOW_MS;
+    test_request_sign(&t, "tiny", "tiny-secret-0123456789abcdefghijklmnopqr", "POST", "/", now, "g-1", "{}", now);
+    CHECK(allowed_as(bal_auth_check_grant(auth, &t.request, BAL_PERMISSION_WRITE, &decision, &grant), &decision,
+                     "tiny"));
+    CHECK(grant.set != NULL && grant.key != NULL);
+    CHECK(allowed_as(bal_auth_charge_grant(&grant, 1, now, &decision), &decision, "tiny"));
+    /* The operation bucket (burst 1) is empty now, for a charge by name too. */
+    CHECK(refused_with(bal_auth_charge_grant(&grant, 1, now, &decision), &decision, 429, "operations"));
+    CHECK(refused_with(bal_auth_charge(auth, "tiny", 1, now, &decision), &decision, 429, "operations"));
+    bal_auth_grant_release(&grant);
+    CHECK(grant.set == NULL && grant.key == NULL);
+    bal_auth_grant_release(&grant); /* an empty grant: nothing to do */
+    /* A refused check leaves the grant empty. */
+    test_request_sign(&t, "tiny", "tiny-secret-0123456789abcdefghijklmnopqr", "POST", "/", now, "g-1", "{}", now);
+    CHECK(refused_with(bal_auth_check_grant(auth, &t.request, BAL_PERMISSION_WRITE, &decision, &grant), &decision,
+                       401, "replayed_nonce"));
+    CHECK(grant.set == NULL && grant.key == NULL);
+    bal_auth_grant_release(&grant);
+    /* Checked, then its key removed, then charged: the grant's key still answers. */
+    test_request_sign(&t, "gone", "gone-secret-0123456789abcdefghijklmnopqr", "GET", "/", now, "g-2", NULL, now);
+    CHECK(allowed_as(bal_auth_check_grant(auth, &t.request, BAL_PERMISSION_READ, &decision, &grant), &decision,
+                     "gone"));
+    char errstr[256];
+    CHECK(bal_auth_load_text(auth, second, strlen(second), "second", errstr, sizeof errstr) == BAL_AUTH_OK);
+    CHECK(refused_with(bal_auth_charge(auth, "gone", 0, now, &decision), &decision, 401, "unknown_key"));
+    CHECK(allowed_as(bal_auth_charge_grant(&grant, 0, now, &decision), &decision, "gone"));
+    bal_auth_grant_release(&grant);
+    bal_auth_destroy(auth);
+}
+
 /* ---- Concurrency: checks and charges on several threads while another reloads ---- */
 
 #define CONCURRENT_THREADS 4
@@ -960,8 +1019,16 @@ static void *concurrent_checker(void *argument) {
                           flaky ? "flaky-secret-0123456789abcdefghijklmnop" : "stable-secret-0123456789abcdefghijklmn",
                           "POST", "/v1/transactions", now, nonce, "{\"x\":1}", now);
         bal_auth_decision decision;
-        bool allowed = bal_auth_check(context->auth, &t.request, BAL_PERMISSION_READ, &decision);
-        if (allowed) allowed = bal_auth_charge(context->auth, decision.key_id, 3, now, &decision);
+        bool allowed;
+        if (i % 2 == 0) {
+            allowed = bal_auth_check(context->auth, &t.request, BAL_PERMISSION_READ, &decision);
+            if (allowed) allowed = bal_auth_charge(context->auth, decision.key_id, 3, now, &decision);
+        } else { /* as the node does it */
+            bal_auth_grant grant;
+            allowed = bal_auth_check_grant(context->auth, &t.request, BAL_PERMISSION_READ, &decision, &grant);
+            if (allowed) allowed = bal_auth_charge_grant(&grant, 3, now, &decision);
+            bal_auth_grant_release(&grant);
+        }
         /* "stable" is in every key set; "flaky" comes and goes with the reloads. */
         bool expected = allowed || (flaky && strcmp(decision.reason, "unknown_key") == 0);
         if (!expected) {
@@ -1032,6 +1099,7 @@ int main(int argc, char **argv) {
         {"keys_file_errors", test_keys_file_errors},
         {"file_mode", test_file_mode},
         {"reload", test_reload},
+        {"grants", test_grants},
         {"concurrent", test_concurrent},
     };
     bool ran = false;
