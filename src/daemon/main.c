@@ -42,6 +42,8 @@ static const option options[] = {
     {"journal-lag-max", OPTION_U32, FIELD(journal_lag_max), 0, "transaction ids logged but not yet in the journal, at most"},
     {"keys-file", OPTION_TEXT, FIELD(keys_file), sizeof(((bal_node_config *)0)->keys_file),
      "API keys file (docs/auth.md); without it: no authentication, loopback only"},
+    {"nonce-memory", OPTION_U32, FIELD(nonce_memory), 0,
+     "signed requests' nonces remembered at once (32 bytes each; a nonce stays 5 to 10 minutes)"},
     {"log-level", OPTION_LEVEL, 0, 0, "debug, info, warn or error"},
 };
 #define OPTION_COUNT (sizeof(options) / sizeof(options[0]))

@@ -56,6 +56,7 @@ void bal_node_config_default(bal_node_config *c) {
     c->read_wait_ms = 5000;
     c->id_filter_bytes = BAL_IDS_FILTER_BYTES_DEFAULT;
     c->journal_lag_max = BAL_IDS_CLAIMS_DEFAULT;
+    c->nonce_memory = BAL_AUTH_NONCE_COUNT_DEFAULT;
 }
 
 bool bal_node_config_check(const bal_node_config *c, char *error, size_t size) {
@@ -90,6 +91,8 @@ bool bal_node_config_check(const bal_node_config *c, char *error, size_t size) {
     REQUIRE((uint64_t)c->journal_lag_max >= 2ull * c->shard_count * c->batch_max + 2,
             "journal-lag-max must be at least 2 x shards x batch-max + 2 (%llu here)",
             2ull * c->shard_count * c->batch_max + 2);
+    REQUIRE(c->nonce_memory >= 1 && c->nonce_memory <= BAL_AUTH_NONCE_COUNT_MAX, "nonce-memory must be 1..%u",
+            (unsigned)BAL_AUTH_NONCE_COUNT_MAX);
     REQUIRE(c->data_dir[0] != '\0', "data-dir must not be empty");
 #undef REQUIRE
     return true;
@@ -113,7 +116,12 @@ static void send_with(bal_http_request *request, const char *request_id, int sta
     if (retry_after_s > 0) {
         snprintf(header, sizeof(header), "X-Request-Id: %s\r\nRetry-After: %u\r\n", request_id, retry_after_s);
     } else {
-        snprintf(header, sizeof(header), "X-Request-Id: %s\r\n", request_id);
+        /* Every response has this header: copied, not formatted. */
+        static const char name[] = "X-Request-Id: ";
+        size_t id_length = strnlen(request_id, BAL_REQUEST_ID_MAX);
+        memcpy(header, name, sizeof(name) - 1);
+        memcpy(header + sizeof(name) - 1, request_id, id_length);
+        memcpy(header + sizeof(name) - 1 + id_length, "\r\n", 3);
     }
     bal_http_respond(request, status, content_type, header, body, body_length);
     if (status >= 500) bal_log(BAL_LOG_WARN, "request_failed", "\"request_id\":\"%s\",\"status\":%d", request_id, status);
@@ -704,12 +712,12 @@ static void log_start(const bal_node_config *c) {
             "\"listen\":\"%s:%u\",\"data_dir\":\"%.300s\",\"shards\":%u,\"http_threads\":%u,\"balance_capacity\":%llu,"
             "\"idempotency_count\":%u,\"idempotency_bytes\":%llu,\"idempotency_retention_ms\":%lld,\"batch_max\":%u,"
             "\"queue_depth\":%u,\"snapshot_every\":%llu,\"wal_segment_bytes\":%llu,\"id_filter_bytes\":%llu,"
-            "\"journal_lag_max\":%u,\"keys_file\":\"%.300s\"",
+            "\"journal_lag_max\":%u,\"keys_file\":\"%.300s\",\"nonce_memory\":%u",
             c->listen_host, c->listen_port, c->data_dir, c->shard_count, c->http_threads,
             (unsigned long long)c->balance_capacity, c->idempotency_count, (unsigned long long)c->idempotency_bytes,
             (long long)c->idempotency_retention_ms, c->batch_max, c->queue_depth, (unsigned long long)c->snapshot_every,
             (unsigned long long)c->wal_segment_bytes, (unsigned long long)c->id_filter_bytes, c->journal_lag_max,
-            c->keys_file[0] ? c->keys_file : "(none)");
+            c->keys_file[0] ? c->keys_file : "(none)", c->nonce_memory);
 }
 
 int bal_node_run(const bal_node_config *config) {
@@ -781,6 +789,7 @@ static bool start_auth(bal_node *node) {
     }
     bal_auth_config config;
     bal_auth_config_default(&config);
+    config.nonce_count_max = node->config.nonce_memory;
     char error[512];
     bal_auth_status status = bal_auth_create(&config, &node->auth, error, sizeof(error));
     if (status == BAL_AUTH_OK) status = bal_auth_load(node->auth, node->config.keys_file, error, sizeof(error));

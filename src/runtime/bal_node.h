@@ -34,6 +34,7 @@ typedef struct bal_node_config {
     uint64_t id_filter_bytes;           /* the node's filter of every id used (bal_ids.h) */
     uint32_t journal_lag_max;           /* ids logged but not yet in the journal, node-wide */
     char keys_file[BAL_NODE_PATH_MAX];  /* API keys (docs/auth.md); empty: no keys, loopback only */
+    uint32_t nonce_memory;              /* signed requests' nonces remembered at once (docs/auth.md) */
 } bal_node_config;
 
 void bal_node_config_default(bal_node_config *config);

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <time.h>
 
 #include "bal_log.h"
@@ -37,13 +36,25 @@ static bool request_id_valid(const char *text, size_t length) {
     return true;
 }
 
+/* The headers the routes read, looked up in one pass per request. */
+enum { FIELD_REQUEST_ID, FIELD_API_KEY, FIELD_TIMESTAMP, FIELD_NONCE, FIELD_SIGNATURE, FIELD_COUNT };
+static const char *const field_names[FIELD_COUNT] = {"x-request-id", "x-api-key", "x-timestamp", "x-nonce",
+                                                     "x-signature"};
+
+/* value as `digits` lower-case hex digits (its low 4 * digits bits). */
+static void put_hex(char *out, uint64_t value, int digits) {
+    static const char hex[] = "0123456789abcdef";
+    for (int i = digits - 1; i >= 0; i--) {
+        out[i] = hex[value & 15];
+        value >>= 4;
+    }
+}
+
 /* The client's X-Request-Id if it is usable, else thread, time and a counter in hex. */
-static void set_request_id(bal_http_request *request, const bal_http_head *head) {
-    const char *value = NULL;
-    size_t length = 0;
-    if (bal_http_head_find(head, "X-Request-Id", &value, &length) && request_id_valid(value, length)) {
-        memcpy(request_id, value, length);
-        request_id[length] = '\0';
+static void set_request_id(bal_http_request *request, const bal_http_field *client_id) {
+    if (client_id->count > 0 && request_id_valid(client_id->value, client_id->length)) {
+        memcpy(request_id, client_id->value, client_id->length);
+        request_id[client_id->length] = '\0';
         return;
     }
     static _Atomic uint64_t process_salt;
@@ -53,8 +64,11 @@ static void set_request_id(bal_http_request *request, const bal_http_head *head)
         atomic_compare_exchange_strong(&process_salt, &expected, (uint64_t)bal_node_now_ns() | 1);
         salt = atomic_load(&process_salt);
     }
-    snprintf(request_id, sizeof(request_id), "%08x%02x%06llx", (unsigned)(salt >> 13),
-             bal_http_request_thread_index(request) & 0xff, (unsigned long long)(++request_counter & 0xffffff));
+    /* 8 digits of salt, 2 of thread, 6 of counter */
+    put_hex(request_id, (uint32_t)(salt >> 13), 8);
+    put_hex(request_id + 8, bal_http_request_thread_index(request) & 0xff, 2);
+    put_hex(request_id + 10, ++request_counter & 0xffffff, 6);
+    request_id[16] = '\0';
 }
 
 static void fill_reply(bal_reply *reply, bal_http_request *request) {
@@ -87,26 +101,17 @@ static void respond_text(bal_node *node, bal_http_request *request, int route, i
 
 /* ---- authentication ---- */
 
-/* The request's identity for this thread's request: a key id once authenticated. */
-static _Thread_local char request_key[BAL_AUTH_KEY_ID_LENGTH_MAX + 1];
+/* This thread's request once authenticated: its key, held until the request is handled. */
+static _Thread_local bal_auth_grant request_grant;
 
-/* A header that must appear at most once: false if it appears twice (then *value = "" so
- * the auth check calls it malformed). */
-static void single_header(const bal_http_head *head, const char *name, const char **value, size_t *length) {
-    *value = NULL;
-    *length = 0;
-    size_t name_length = strlen(name);
-    for (size_t i = 0; i < head->header_count; i++) {
-        const bal_http_header *h = &head->headers[i];
-        if (h->name_length != name_length || strncasecmp(h->name, name, name_length) != 0) continue;
-        if (*value != NULL) {
-            *value = "";
-            *length = 0;
-            return;
-        }
-        *value = h->value;
-        *length = h->value_length;
-    }
+/* The time of this thread's request: read once, for the signature's window, the charge and
+   the commands' timestamps. */
+static _Thread_local int64_t request_now_ms;
+
+/* A header that must appear at most once: a second one makes it "" (malformed to the check). */
+static void single_header(const bal_http_field *field, const char **value, size_t *length) {
+    *value = field->count == 0 ? NULL : field->count == 1 ? field->value : "";
+    *length = field->count == 1 ? field->length : 0;
 }
 
 static void refuse(bal_node *node, bal_http_request *request, int route, const bal_auth_decision *decision) {
@@ -123,26 +128,24 @@ static void refuse(bal_node *node, bal_http_request *request, int route, const b
 }
 
 /* Checks the signature and permission of an API request (no-op without keys). */
-static bool authenticate(bal_node *node, bal_http_request *request, const bal_http_head *head, const char *body,
-                         size_t body_length, int route) {
-    request_key[0] = '\0';
+static bool authenticate(bal_node *node, bal_http_request *request, const bal_http_head *head,
+                         const bal_http_field *fields, const char *body, size_t body_length, int route) {
     if (node->auth == NULL) return true;
     bal_auth_request auth = {
         .method = head->method_text, .method_length = head->method_length,
         .path_with_query = head->target, .path_length = head->target_length,
-        .body = body, .body_length = body_length, .now_ms = unix_ms(),
+        .body = body, .body_length = body_length, .now_ms = request_now_ms,
     };
-    single_header(head, "X-Api-Key", &auth.api_key, &auth.api_key_length);
-    single_header(head, "X-Timestamp", &auth.timestamp, &auth.timestamp_length);
-    single_header(head, "X-Nonce", &auth.nonce, &auth.nonce_length);
-    single_header(head, "X-Signature", &auth.signature, &auth.signature_length);
+    single_header(&fields[FIELD_API_KEY], &auth.api_key, &auth.api_key_length);
+    single_header(&fields[FIELD_TIMESTAMP], &auth.timestamp, &auth.timestamp_length);
+    single_header(&fields[FIELD_NONCE], &auth.nonce, &auth.nonce_length);
+    single_header(&fields[FIELD_SIGNATURE], &auth.signature, &auth.signature_length);
     bal_permission needed = head->method == BAL_HTTP_METHOD_POST ? BAL_PERMISSION_WRITE : BAL_PERMISSION_READ;
     bal_auth_decision decision;
-    if (!bal_auth_check(node->auth, &auth, needed, &decision)) {
+    if (!bal_auth_check_grant(node->auth, &auth, needed, &decision, &request_grant)) {
         refuse(node, request, route, &decision);
         return false;
     }
-    memcpy(request_key, decision.key_id, sizeof(request_key));
     return true;
 }
 
@@ -151,7 +154,7 @@ static bool authenticate(bal_node *node, bal_http_request *request, const bal_ht
 static bool charge(bal_node *node, bal_http_request *request, int route, uint32_t operations) {
     if (node->auth == NULL) return true;
     bal_auth_decision decision;
-    if (bal_auth_charge(node->auth, request_key, operations, unix_ms(), &decision)) return true;
+    if (bal_auth_charge_grant(&request_grant, operations, request_now_ms, &decision)) return true;
     refuse(node, request, route, &decision);
     return false;
 }
@@ -201,7 +204,7 @@ static void post_transaction(bal_node *node, bal_http_request *request, const ch
         return;
     }
     bal_decode_diagnostic diagnostic;
-    bal_decode_error error = bal_decode_transaction(body, length, single_tokens, SINGLE_TOKENS_MAX, unix_ms(), command,
+    bal_decode_error error = bal_decode_transaction(body, length, single_tokens, SINGLE_TOKENS_MAX, request_now_ms, command,
                                                     &diagnostic);
     if (!charge(node, request, BAL_ROUTE_TRANSACTION, error == BAL_DECODE_OK ? 1 : 0)) {
         free(command);
@@ -262,7 +265,7 @@ static void post_batch(bal_node *node, bal_http_request *request, const char *bo
     batch->items = items;
     batch->received_ns = bal_node_now_ns();
     atomic_store(&batch->remaining, count + 1); /* + 1: held until every item is queued */
-    int64_t now = unix_ms();
+    int64_t now = request_now_ms;
     uint32_t item = first;
     for (uint32_t i = 0; i < count; i++, item = batch_tokens[item].next) {
         bal_command *command = malloc(sizeof(bal_command));
@@ -626,10 +629,9 @@ static void simple_json(bal_node *node, bal_http_request *request, int route, in
     respond_text(node, request, route, status, &text);
 }
 
-void bal_routes_handle(void *context, bal_http_request *request, const bal_http_head *head, const char *body,
-                       size_t body_length) {
-    bal_node *node = context;
-    set_request_id(request, head);
+/* Authenticates an API request, then hands it to its route. */
+static void dispatch(bal_node *node, bal_http_request *request, const bal_http_head *head, const bal_http_field *fields,
+                     const char *body, size_t body_length) {
     bool get = head->method == BAL_HTTP_METHOD_GET || head->method == BAL_HTTP_METHOD_HEAD;
     bool post = head->method == BAL_HTTP_METHOD_POST;
     /* Every /v1 route is authenticated; /health, /ready and /metrics are for probes and
@@ -637,7 +639,7 @@ void bal_routes_handle(void *context, bal_http_request *request, const bal_http_
      * POST is charged once its body tells how many operations it carries. */
     bool api = head->path_length >= 4 && memcmp(head->path, "/v1/", 4) == 0;
     if (api && (get || post)) {
-        if (!authenticate(node, request, head, body, body_length, BAL_ROUTE_OTHER)) return;
+        if (!authenticate(node, request, head, fields, body, body_length, BAL_ROUTE_OTHER)) return;
         if (get && !charge(node, request, BAL_ROUTE_OTHER, 0)) return;
     }
     if (path_is(head, "/v1/transactions")) {
@@ -660,4 +662,15 @@ void bal_routes_handle(void *context, bal_http_request *request, const bal_http_
     } else {
         respond_error(node, request, BAL_ROUTE_OTHER, 404, "not_found", "no such route");
     }
+}
+
+void bal_routes_handle(void *context, bal_http_request *request, const bal_http_head *head, const char *body,
+                       size_t body_length) {
+    bal_node *node = context;
+    bal_http_field fields[FIELD_COUNT];
+    bal_http_head_find_all(head, field_names, FIELD_COUNT, fields);
+    set_request_id(request, &fields[FIELD_REQUEST_ID]);
+    request_now_ms = unix_ms();
+    dispatch(node, request, head, fields, body, body_length);
+    bal_auth_grant_release(&request_grant);
 }
