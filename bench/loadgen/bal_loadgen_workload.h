@@ -39,7 +39,7 @@
 #define BAL_WORKLOAD_RUN_ID_MAX 24
 /* Pre-generated requests held by one generator thread, in bytes: a few hundred bytes per
    request, so about two million single-operation requests. */
-#define BAL_WORKLOAD_PREGENERATED_BYTES_MAX (1024ull * 1024ull * 1024ull)
+#define BAL_WORKLOAD_PREGENERATED_BYTES_MAX (4ull * 1024ull * 1024ull * 1024ull)
 
 typedef enum bal_template_kind {
     BAL_TEMPLATE_LITERAL = 0,
