@@ -40,11 +40,23 @@ static inline uint32_t load_be32(const uint8_t *p) {
     return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | (uint32_t)p[3];
 }
 
+/* Byte-reversing stores: one instruction each where the compiler knows the host order (a
+ * byte loop here was vectorised into a slow shuffle sequence). */
 static inline void store_be32(uint8_t *p, uint32_t v) {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    v = __builtin_bswap32(v);
+    memcpy(p, &v, sizeof v);
+#else
     p[0] = (uint8_t)(v >> 24);
     p[1] = (uint8_t)(v >> 16);
     p[2] = (uint8_t)(v >> 8);
     p[3] = (uint8_t)v;
+#endif
+}
+
+static inline void store_be64(uint8_t *p, uint64_t v) {
+    store_be32(p, (uint32_t)(v >> 32));
+    store_be32(p + 4, (uint32_t)v);
 }
 
 /* FIPS 180-4, 6.2.2, over `blocks` consecutive 64-byte blocks. */
@@ -219,11 +231,43 @@ void bal_sha256_final(bal_sha256 *state, uint8_t out[BAL_SHA256_DIGEST_BYTES]) {
     explicit_bzero(state, sizeof *state);
 }
 
+/* The last one or two blocks of a message: its tail bytes, 0x80, zeros and the length in
+ * bits (of everything hashed, `total` bytes) big-endian. Returns the blocks written. */
+static size_t pad_tail(const uint8_t *tail, size_t tail_length, uint64_t total,
+                       uint8_t blocks[2 * BAL_SHA256_BLOCK_BYTES]) {
+    assert(tail_length < BAL_SHA256_BLOCK_BYTES);
+    size_t count = tail_length + 9 <= BAL_SHA256_BLOCK_BYTES ? 1 : 2;
+    size_t end = count * BAL_SHA256_BLOCK_BYTES;
+    memcpy(blocks, tail, tail_length);
+    blocks[tail_length] = 0x80;
+    memset(blocks + tail_length + 1, 0, end - 8 - tail_length - 1);
+    store_be64(blocks + end - 8, total * 8);
+    return count;
+}
+
+/* Whole blocks straight from the data, then the padded tail: no state, no partial-block
+ * copies, one block-function call for each part. */
+static void digest_from(uint32_t h[8], const uint8_t *data, size_t length, uint64_t total) {
+    size_t whole = length / BAL_SHA256_BLOCK_BYTES;
+    if (whole > 0) compress(h, data, whole);
+    uint8_t tail[2 * BAL_SHA256_BLOCK_BYTES];
+    size_t tail_blocks = pad_tail(data + whole * BAL_SHA256_BLOCK_BYTES, length % BAL_SHA256_BLOCK_BYTES, total, tail);
+    compress(h, tail, tail_blocks);
+    explicit_bzero(tail, sizeof tail);
+}
+
+static void store_digest(const uint32_t h[8], uint8_t out[BAL_SHA256_DIGEST_BYTES]) {
+    for (unsigned i = 0; i < 8; i++) store_be32(out + 4 * i, h[i]);
+}
+
 void bal_sha256_digest(const void *data, size_t length, uint8_t out[BAL_SHA256_DIGEST_BYTES]) {
-    bal_sha256 state;
-    bal_sha256_init(&state);
-    bal_sha256_update(&state, data, length);
-    bal_sha256_final(&state, out);
+    assert(data != NULL || length == 0);
+    assert(out != NULL);
+    uint32_t h[8];
+    memcpy(h, initial_state, sizeof h);
+    digest_from(h, data, length, length);
+    store_digest(h, out);
+    explicit_bzero(h, sizeof h);
 }
 
 void bal_hmac_sha256_key_init(bal_hmac_sha256_key *key, const void *secret, size_t secret_length) {
@@ -252,6 +296,28 @@ void bal_hmac_sha256_key_wipe(bal_hmac_sha256_key *key) {
 void bal_hmac_sha256_start(const bal_hmac_sha256_key *key, bal_sha256 *state) {
     assert(key != NULL && state != NULL);
     *state = key->inner;
+}
+
+void bal_hmac_sha256(const bal_hmac_sha256_key *key, const void *data, size_t length,
+                     uint8_t out[BAL_SHA256_DIGEST_BYTES]) {
+    assert(key != NULL && (data != NULL || length == 0) && out != NULL);
+    /* The key's states have hashed exactly one block each. */
+    assert(key->inner.used == 0 && key->inner.length == BAL_SHA256_BLOCK_BYTES);
+    assert(key->outer.used == 0 && key->outer.length == BAL_SHA256_BLOCK_BYTES);
+    uint32_t h[8];
+    memcpy(h, key->inner.h, sizeof h);
+    digest_from(h, data, length, BAL_SHA256_BLOCK_BYTES + (uint64_t)length);
+    uint8_t block[BAL_SHA256_BLOCK_BYTES];
+    store_digest(h, block);
+    memcpy(h, key->outer.h, sizeof h);
+    uint8_t tail[2 * BAL_SHA256_BLOCK_BYTES];
+    size_t tail_blocks = pad_tail(block, BAL_SHA256_DIGEST_BYTES, BAL_SHA256_BLOCK_BYTES + BAL_SHA256_DIGEST_BYTES, tail);
+    assert(tail_blocks == 1);
+    compress(h, tail, tail_blocks);
+    store_digest(h, out);
+    explicit_bzero(h, sizeof h);
+    explicit_bzero(block, sizeof block);
+    explicit_bzero(tail, sizeof tail);
 }
 
 void bal_hmac_sha256_final(const bal_hmac_sha256_key *key, bal_sha256 *state, uint8_t out[BAL_SHA256_DIGEST_BYTES]) {

@@ -49,6 +49,11 @@ void bal_hmac_sha256_key_wipe(bal_hmac_sha256_key *key);
 void bal_hmac_sha256_start(const bal_hmac_sha256_key *key, bal_sha256 *state);
 void bal_hmac_sha256_final(const bal_hmac_sha256_key *key, bal_sha256 *state, uint8_t out[BAL_SHA256_DIGEST_BYTES]);
 
+/* HMAC-SHA256 of one message under key, in one call: the same MAC as start, update and
+   final, without a state (whole blocks are hashed from data where they lie). */
+void bal_hmac_sha256(const bal_hmac_sha256_key *key, const void *data, size_t length,
+                     uint8_t out[BAL_SHA256_DIGEST_BYTES]);
+
 /* Which block function is in use: "sha-ni" or "portable". */
 const char *bal_sha256_implementation(void);
 /* Tests only: use the portable block function (false) or the best available (true).

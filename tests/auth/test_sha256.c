@@ -41,9 +41,12 @@ static void check_hmac(const void *key, size_t key_length, const void *data, siz
     bal_hmac_sha256_start(&hmac_key, &state);
     bal_sha256_update(&state, data, length);
     bal_hmac_sha256_final(&hmac_key, &state, got);
-    bal_hmac_sha256_key_wipe(&hmac_key);
     if (memcmp(got, expected, sizeof got) != 0) fprintf(stderr, "expected %s\n", expected_hex);
     CHECK(memcmp(got, expected, sizeof got) == 0);
+    memset(got, 0, sizeof got);
+    bal_hmac_sha256(&hmac_key, data, length, got); /* the one-call form */
+    CHECK(memcmp(got, expected, sizeof got) == 0);
+    bal_hmac_sha256_key_wipe(&hmac_key);
 }
 
 static void known_answers(void) {
@@ -101,6 +104,9 @@ static void against_openssl(void) {
         }
         bal_sha256_final(&state, got);
         CHECK(expected_length == sizeof got && memcmp(got, expected, sizeof got) == 0);
+        memset(got, 0, sizeof got);
+        bal_sha256_digest(data, length, got); /* the one-call form */
+        CHECK(memcmp(got, expected, sizeof got) == 0);
 
         CHECK(HMAC(EVP_sha256(), key, (int)key_length, data, length, expected, &expected_length) != NULL);
         bal_hmac_sha256_key hmac_key;
@@ -111,6 +117,10 @@ static void against_openssl(void) {
         bal_sha256_update(&state, data + half, length - half);
         bal_hmac_sha256_final(&hmac_key, &state, got);
         CHECK(memcmp(got, expected, sizeof got) == 0);
+        memset(got, 0, sizeof got);
+        bal_hmac_sha256(&hmac_key, data, length, got);
+        CHECK(memcmp(got, expected, sizeof got) == 0);
+        bal_hmac_sha256_key_wipe(&hmac_key);
     }
 }
 
