@@ -125,7 +125,9 @@ auth_run() {
   before=$(cpu_ticks "$node_pid")
   result=$(load -c 64 -p 16 -n "$count" --pregenerate -w 0.25 -d 200 -a 1000000 --op deposit "${sign[@]}" \
       "http://127.0.0.1:$port/v1/transactions")
-  sleep 1 # the node's work just after the last response (the journal) belongs to this run
+  # The journal's rows still to be written belong to this run: the CPU is read once the
+  # persister has caught up (a faster run leaves more of them behind at its last response).
+  persisted_wait
   after=$(cpu_ticks "$node_pid")
   kill -TERM "$node_pid"; wait "$node_pid" || true; node_pid=""
   refused=$(grep -c '"request_refused"' "$work/node-$1.log" || true)
@@ -136,6 +138,16 @@ auth_run() {
   fi
   echo "$(field ops/s "$result") $(field p99_ms "$result") $(awk -v t=$((after - before)) -v hz="$ticks_per_s" \
       -v n="$count" 'BEGIN { printf "%.2f", t * 1e6 / hz / n }')" >> "$work/$1"
+}
+# Waits (up to 300 s) until the node's journal holds every applied command.
+persisted_wait() {
+  local lag
+  for _ in $(seq 1 3000); do
+    lag=$(curl -s "http://127.0.0.1:$port/metrics" | awk '/^balanced_persister_lag_records/ { s += $2 } END { print s + 0 }')
+    [[ $lag == 0 ]] && return 0
+    sleep 0.1
+  done
+  echo "bench-http: the journal did not catch up within 300 s (lag $lag)" >&2; exit 1
 }
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 column() { awk -v c="$1" '{ print $c }' "$work/$2"; }
