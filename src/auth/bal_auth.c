@@ -38,7 +38,14 @@ struct bal_auth {
     bal_auth_keyset *keyset;     /* never NULL; empty before the first load */
     pthread_mutex_t load_lock;   /* serialises loads, so attaching states sees a stable old set */
     atomic_size_t key_count;
+    _Atomic uint64_t generation; /* key sets loaded so far: a reader's set is current while equal */
     bal_auth_nonce_memory *nonces;
+};
+
+struct bal_auth_reader {
+    bal_auth *auth;
+    bal_auth_keyset *set; /* a reference */
+    uint64_t generation;  /* auth->generation when set was taken */
 };
 
 const char *bal_auth_status_name(bal_auth_status status) {
@@ -77,6 +84,7 @@ bal_auth_status bal_auth_create(const bal_auth_config *config, bal_auth **out, c
         goto out_of_memory;
     }
     atomic_init(&auth->key_count, 0);
+    atomic_init(&auth->generation, 0);
     *out = auth;
     return BAL_AUTH_OK;
 out_of_memory:
@@ -101,12 +109,18 @@ void bal_auth_destroy(bal_auth *auth) {
     free(auth);
 }
 
-static bal_auth_keyset *bal_auth_acquire(bal_auth *auth) {
+/* A reference to the key set in force and, if generation is not NULL, its generation. */
+static bal_auth_keyset *bal_auth_acquire_counted(bal_auth *auth, uint64_t *generation) {
     pthread_mutex_lock(&auth->keyset_lock);
     bal_auth_keyset *set = auth->keyset;
     atomic_fetch_add_explicit(&set->references, 1, memory_order_relaxed);
+    if (generation != NULL) *generation = atomic_load_explicit(&auth->generation, memory_order_relaxed);
     pthread_mutex_unlock(&auth->keyset_lock);
     return set;
+}
+
+static bal_auth_keyset *bal_auth_acquire(bal_auth *auth) {
+    return bal_auth_acquire_counted(auth, NULL);
 }
 
 static void bal_auth_release(bal_auth_keyset *set) {
@@ -131,6 +145,7 @@ bal_auth_status bal_auth_load_text(bal_auth *auth, const char *text, size_t leng
         bal_auth_keyset *old = auth->keyset;
         auth->keyset = set;
         atomic_store(&auth->key_count, set->count);
+        atomic_fetch_add(&auth->generation, 1); /* readers take the new set at their next check */
         pthread_mutex_unlock(&auth->keyset_lock);
         bal_auth_release(old);
     }
@@ -213,6 +228,32 @@ bal_auth_status bal_auth_load(bal_auth *auth, const char *path, char *errstr, si
     explicit_bzero(text, length); /* the file's secrets do not stay in freed memory */
     free(text);
     return status;
+}
+
+bal_auth_reader *bal_auth_reader_open(bal_auth *auth) {
+    assert(auth != NULL);
+    bal_auth_reader *reader = malloc(sizeof *reader);
+    if (reader == NULL) return NULL;
+    reader->auth = auth;
+    reader->set = bal_auth_acquire_counted(auth, &reader->generation);
+    return reader;
+}
+
+void bal_auth_reader_close(bal_auth_reader *reader) {
+    if (reader == NULL) return;
+    bal_auth_release(reader->set);
+    free(reader);
+}
+
+/* The reader's set, taken anew if a reload replaced it since: one shared load when not. */
+static bal_auth_keyset *bal_auth_reader_set(bal_auth_reader *reader) {
+    uint64_t generation = atomic_load_explicit(&reader->auth->generation, memory_order_acquire);
+    if (generation != reader->generation) {
+        bal_auth_keyset *old = reader->set;
+        reader->set = bal_auth_acquire_counted(reader->auth, &reader->generation);
+        bal_auth_release(old);
+    }
+    return reader->set;
 }
 
 size_t bal_auth_key_count(const bal_auth *auth) {
@@ -404,11 +445,13 @@ static const char *bal_auth_permission_name(bal_permission permission) {
     return "required";
 }
 
-bool bal_auth_check_grant(bal_auth *auth, const bal_auth_request *request, bal_permission needed,
-                          bal_auth_decision *decision, bal_auth_grant *grant) {
+bool bal_auth_check_grant(bal_auth *auth, bal_auth_reader *reader, const bal_auth_request *request,
+                          bal_permission needed, bal_auth_decision *decision, bal_auth_grant *grant) {
     assert(auth != NULL && request != NULL && decision != NULL && grant != NULL);
+    assert(reader == NULL || reader->auth == auth);
     grant->set = NULL;
     grant->key = NULL;
+    grant->referenced = false;
     assert(request->method != NULL && request->path_with_query != NULL);
     assert(request->body != NULL || request->body_length == 0);
     assert(request->now_ms >= 0);
@@ -417,7 +460,7 @@ bool bal_auth_check_grant(bal_auth *auth, const bal_auth_request *request, bal_p
     uint8_t signature[BAL_SIGN_DIGEST_BYTES];
     if (!bal_auth_check_headers(request, signature, decision)) return false;
     int64_t timestamp_ms = bal_auth_parse_timestamp(request->timestamp, request->timestamp_length);
-    bal_auth_keyset *set = bal_auth_acquire(auth);
+    bal_auth_keyset *set = reader != NULL ? bal_auth_reader_set(reader) : bal_auth_acquire(auth);
     const bal_auth_key *key = bal_auth_keyset_find(set, request->api_key, request->api_key_length);
     bool allowed = false;
     if (key == NULL) {
@@ -435,7 +478,8 @@ bool bal_auth_check_grant(bal_auth *auth, const bal_auth_request *request, bal_p
     if (allowed) {
         grant->set = set;
         grant->key = key;
-    } else {
+        grant->referenced = reader == NULL;
+    } else if (reader == NULL) {
         bal_auth_release(set);
     }
     return allowed;
@@ -443,15 +487,16 @@ bool bal_auth_check_grant(bal_auth *auth, const bal_auth_request *request, bal_p
 
 void bal_auth_grant_release(bal_auth_grant *grant) {
     assert(grant != NULL);
-    if (grant->set != NULL) bal_auth_release(grant->set);
+    if (grant->set != NULL && grant->referenced) bal_auth_release(grant->set);
     grant->set = NULL;
     grant->key = NULL;
+    grant->referenced = false;
 }
 
 bool bal_auth_check(bal_auth *auth, const bal_auth_request *request, bal_permission needed,
                     bal_auth_decision *decision) {
     bal_auth_grant grant;
-    bool allowed = bal_auth_check_grant(auth, request, needed, decision, &grant);
+    bool allowed = bal_auth_check_grant(auth, NULL, request, needed, decision, &grant);
     bal_auth_grant_release(&grant);
     return allowed;
 }

@@ -184,20 +184,35 @@ bool bal_auth_charge(bal_auth *auth, const char *key_id, uint32_t operations, in
                      bal_auth_decision *decision);
 
 /*
+ * A reader: for a thread that checks many requests (an HTTP thread), it holds a reference to
+ * the key set in force and keeps it until a reload replaces the set, so that a check through
+ * it takes no lock and writes no memory shared with other threads to find the key set (a
+ * load of the reload counter says whether the set is still current). One thread uses a
+ * reader at a time. Close every reader before bal_auth_destroy; until then the reader keeps
+ * the last set it used alive (with its secrets), at most until its next check after a
+ * reload or its close. NULL when out of memory.
+ */
+typedef struct bal_auth_reader bal_auth_reader;
+bal_auth_reader *bal_auth_reader_open(bal_auth *auth);
+void bal_auth_reader_close(bal_auth_reader *reader);
+
+/*
  * The same check and charge for a caller that does both for one request: the check keeps
- * its key set (a reference) in a grant, and the charge uses the key found then instead of
- * looking the set up and the key again. A grant that bal_auth_check_grant filled (it
- * returned true) must be released with bal_auth_grant_release, charged or not; a refused
- * check leaves it empty (releasing it then does nothing). Its key set outlives a reload
- * until the release, so a charge under a grant finds the key the check found.
+ * its key set in a grant (its own reference, or the reader's when reader is not NULL), and
+ * the charge uses the key found then instead of looking the set up and the key again. A
+ * grant that bal_auth_check_grant filled (it returned true) must be released with
+ * bal_auth_grant_release, charged or not, before the reader's next check; a refused check
+ * leaves it empty (releasing it then does nothing). Its key set outlives a reload until the
+ * release, so a charge under a grant finds the key the check found.
  */
 typedef struct bal_auth_grant {
     struct bal_auth_keyset *set; /* NULL: empty */
     const struct bal_auth_key *key;
+    bool referenced; /* the grant holds its own reference to set (no reader) */
 } bal_auth_grant;
 
-bool bal_auth_check_grant(bal_auth *auth, const bal_auth_request *request, bal_permission needed,
-                          bal_auth_decision *decision, bal_auth_grant *grant);
+bool bal_auth_check_grant(bal_auth *auth, bal_auth_reader *reader, const bal_auth_request *request,
+                          bal_permission needed, bal_auth_decision *decision, bal_auth_grant *grant);
 bool bal_auth_charge_grant(const bal_auth_grant *grant, uint32_t operations, int64_t now_ms,
                            bal_auth_decision *decision);
 void bal_auth_grant_release(bal_auth_grant *grant);

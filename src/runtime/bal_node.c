@@ -749,6 +749,10 @@ int bal_node_run(const bal_node_config *config) {
     stop_threads(node, started, coordinator);
     bal_http_server_destroy(node->server);
     close_all(node);
+    for (uint32_t i = 0; node->auth_readers != NULL && i < config->http_threads; i++) {
+        bal_auth_reader_close(node->auth_readers[i]);
+    }
+    free(node->auth_readers);
     bal_auth_destroy(node->auth);
     bal_log(BAL_LOG_INFO, "stopped", "\"exit_code\":0");
     free(node);
@@ -795,6 +799,17 @@ static bool start_auth(bal_node *node) {
     if (status == BAL_AUTH_OK) status = bal_auth_load(node->auth, node->config.keys_file, error, sizeof(error));
     if (status != BAL_AUTH_OK) {
         bal_log(BAL_LOG_ERROR, "keys_load_failed", "\"status\":\"%s\",\"detail\":\"%.300s\"", bal_auth_status_name(status), error);
+        return false;
+    }
+    /* Each HTTP thread checks through its own reader: no lock for the key set per request. */
+    node->auth_readers = calloc(node->config.http_threads, sizeof(bal_auth_reader *));
+    bool opened = node->auth_readers != NULL;
+    for (uint32_t i = 0; opened && i < node->config.http_threads; i++) {
+        node->auth_readers[i] = bal_auth_reader_open(node->auth);
+        opened = node->auth_readers[i] != NULL;
+    }
+    if (!opened) {
+        bal_log(BAL_LOG_ERROR, "out_of_memory", "\"where\":\"auth_readers\"");
         return false;
     }
     bal_log(BAL_LOG_INFO, "keys_loaded", "\"keys\":%zu", bal_auth_key_count(node->auth));

@@ -168,6 +168,7 @@ typedef struct bal_node {
     pthread_mutex_t progress_mutex;  /* with progress_cond: persister progress */
     pthread_cond_t progress_cond;
     bal_auth *auth;                  /* NULL: no keys (loopback only) */
+    bal_auth_reader **auth_readers;  /* with auth: one per HTTP thread, by its index */
     bal_ids *ids;                    /* the id filter and claims across shards */
     _Atomic int ready;
     _Atomic int stopping;

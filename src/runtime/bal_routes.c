@@ -142,7 +142,8 @@ static bool authenticate(bal_node *node, bal_http_request *request, const bal_ht
     single_header(&fields[FIELD_SIGNATURE], &auth.signature, &auth.signature_length);
     bal_permission needed = head->method == BAL_HTTP_METHOD_POST ? BAL_PERMISSION_WRITE : BAL_PERMISSION_READ;
     bal_auth_decision decision;
-    if (!bal_auth_check_grant(node->auth, &auth, needed, &decision, &request_grant)) {
+    bal_auth_reader *reader = node->auth_readers[bal_http_request_thread_index(request)];
+    if (!bal_auth_check_grant(node->auth, reader, &auth, needed, &decision, &request_grant)) {
         refuse(node, request, route, &decision);
         return false;
     }

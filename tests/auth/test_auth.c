@@ -949,20 +949,23 @@ static void test_reload(void) {
 
 /* A grant carries the check's key to the charge: the same buckets as a charge by name, an
  * empty grant after a refusal, and a key removed by a reload in between still charged (its
- * set lives until the release; ASan checks that it is then freed). */
-static void test_grants(void) {
+ * set lives until the release; ASan checks that it is then freed). With and without a
+ * reader; with one, a reload is seen at the reader's next check. */
+static void grants_with(bool use_reader) {
     const char *first = "tiny tiny-secret-0123456789abcdefghijklmnopqr read,write 1 2 1 1\n"
                         "gone gone-secret-0123456789abcdefghijklmnopqr read 1000 1000 1000 1000\n";
     const char *second = "tiny tiny-secret-0123456789abcdefghijklmnopqr read,write 1 2 1 1\n";
     bal_auth *auth = auth_with(first, 0);
+    bal_auth_reader *reader = use_reader ? bal_auth_reader_open(auth) : NULL;
+    CHECK(!use_reader || reader != NULL);
     bal_auth_decision decision;
     bal_auth_grant grant;
     test_request t;
     int64_t now = KAT_NOW_MS;
     test_request_sign(&t, "tiny", "tiny-secret-0123456789abcdefghijklmnopqr", "POST", "/", now, "g-1", "{}", now);
-    CHECK(allowed_as(bal_auth_check_grant(auth, &t.request, BAL_PERMISSION_WRITE, &decision, &grant), &decision,
-                     "tiny"));
-    CHECK(grant.set != NULL && grant.key != NULL);
+    CHECK(allowed_as(bal_auth_check_grant(auth, reader, &t.request, BAL_PERMISSION_WRITE, &decision, &grant),
+                     &decision, "tiny"));
+    CHECK(grant.set != NULL && grant.key != NULL && grant.referenced == !use_reader);
     CHECK(allowed_as(bal_auth_charge_grant(&grant, 1, now, &decision), &decision, "tiny"));
     /* The operation bucket (burst 1) is empty now, for a charge by name too. */
     CHECK(refused_with(bal_auth_charge_grant(&grant, 1, now, &decision), &decision, 429, "operations"));
@@ -972,20 +975,36 @@ static void test_grants(void) {
     bal_auth_grant_release(&grant); /* an empty grant: nothing to do */
     /* A refused check leaves the grant empty. */
     test_request_sign(&t, "tiny", "tiny-secret-0123456789abcdefghijklmnopqr", "POST", "/", now, "g-1", "{}", now);
-    CHECK(refused_with(bal_auth_check_grant(auth, &t.request, BAL_PERMISSION_WRITE, &decision, &grant), &decision,
-                       401, "replayed_nonce"));
+    CHECK(refused_with(bal_auth_check_grant(auth, reader, &t.request, BAL_PERMISSION_WRITE, &decision, &grant),
+                       &decision, 401, "replayed_nonce"));
     CHECK(grant.set == NULL && grant.key == NULL);
     bal_auth_grant_release(&grant);
     /* Checked, then its key removed, then charged: the grant's key still answers. */
     test_request_sign(&t, "gone", "gone-secret-0123456789abcdefghijklmnopqr", "GET", "/", now, "g-2", NULL, now);
-    CHECK(allowed_as(bal_auth_check_grant(auth, &t.request, BAL_PERMISSION_READ, &decision, &grant), &decision,
-                     "gone"));
+    CHECK(allowed_as(bal_auth_check_grant(auth, reader, &t.request, BAL_PERMISSION_READ, &decision, &grant),
+                     &decision, "gone"));
     char errstr[256];
     CHECK(bal_auth_load_text(auth, second, strlen(second), "second", errstr, sizeof errstr) == BAL_AUTH_OK);
     CHECK(refused_with(bal_auth_charge(auth, "gone", 0, now, &decision), &decision, 401, "unknown_key"));
     CHECK(allowed_as(bal_auth_charge_grant(&grant, 0, now, &decision), &decision, "gone"));
     bal_auth_grant_release(&grant);
+    /* The next check sees the reload: the key is gone. */
+    test_request_sign(&t, "gone", "gone-secret-0123456789abcdefghijklmnopqr", "GET", "/", now, "g-3", NULL, now);
+    CHECK(refused_with(bal_auth_check_grant(auth, reader, &t.request, BAL_PERMISSION_READ, &decision, &grant),
+                       &decision, 401, "unknown_key"));
+    /* And a key added by a reload is known at once. */
+    CHECK(bal_auth_load_text(auth, first, strlen(first), "first", errstr, sizeof errstr) == BAL_AUTH_OK);
+    test_request_sign(&t, "gone", "gone-secret-0123456789abcdefghijklmnopqr", "GET", "/", now, "g-4", NULL, now);
+    CHECK(allowed_as(bal_auth_check_grant(auth, reader, &t.request, BAL_PERMISSION_READ, &decision, &grant),
+                     &decision, "gone"));
+    bal_auth_grant_release(&grant);
+    bal_auth_reader_close(reader);
     bal_auth_destroy(auth);
+}
+
+static void test_grants(void) {
+    grants_with(false);
+    grants_with(true);
 }
 
 /* ---- Concurrency: checks and charges on several threads while another reloads ---- */
@@ -1009,6 +1028,8 @@ typedef struct concurrent_context {
 
 static void *concurrent_checker(void *argument) {
     concurrent_context *context = argument;
+    bal_auth_reader *reader = bal_auth_reader_open(context->auth);
+    if (reader == NULL) context->unexpected++;
     for (unsigned i = 0; i < CONCURRENT_REQUESTS; i++) {
         bool flaky = i % 3 == 0;
         char nonce[32];
@@ -1023,9 +1044,9 @@ static void *concurrent_checker(void *argument) {
         if (i % 2 == 0) {
             allowed = bal_auth_check(context->auth, &t.request, BAL_PERMISSION_READ, &decision);
             if (allowed) allowed = bal_auth_charge(context->auth, decision.key_id, 3, now, &decision);
-        } else { /* as the node does it */
+        } else { /* as the node does it: through this thread's reader */
             bal_auth_grant grant;
-            allowed = bal_auth_check_grant(context->auth, &t.request, BAL_PERMISSION_READ, &decision, &grant);
+            allowed = bal_auth_check_grant(context->auth, reader, &t.request, BAL_PERMISSION_READ, &decision, &grant);
             if (allowed) allowed = bal_auth_charge_grant(&grant, 3, now, &decision);
             bal_auth_grant_release(&grant);
         }
@@ -1037,6 +1058,7 @@ static void *concurrent_checker(void *argument) {
                     decision.reason);
         }
     }
+    bal_auth_reader_close(reader);
     return NULL;
 }
 

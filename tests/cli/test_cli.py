@@ -776,6 +776,44 @@ def signed_batch(ctl, folder, env):
     check(ctl.json("balance", "90", "USDT", env=env)[0]["available"] == "6", "signed batch")
 
 
+SECRET_NEW = "cli-test-secret-new-0123456789abcdefghijklmno"
+
+
+def signed_get(connection, key, secret, target, nonce):
+    """One signed GET on an open keep-alive connection; returns (status, body)."""
+    timestamp = str(int(time.time() * 1000))
+    connection.request("GET", target, headers={
+        "X-Api-Key": key, "X-Timestamp": timestamp, "X-Nonce": nonce,
+        "X-Signature": expected_signature(secret, "GET", target, timestamp, nonce, b"")})
+    response = connection.getresponse()
+    return response.status, response.read()
+
+
+def keys_reload(node, keys):
+    """SIGHUP with a new keys file: the key set changes, open connections stay usable."""
+    import http.client
+    connection = http.client.HTTPConnection("127.0.0.1", node.port, timeout=10)
+    try:
+        status, body = signed_get(connection, "cli-ro", SECRET_RO, "/v1/accounts/90/balances", "reload-1")
+        check(status == 200, "before the reload cli-ro reads: %d %r" % (status, body))
+        with open(keys, "w") as f:
+            f.write("cli-rw %s read,write 100000 100000 100000 100000\n" % SECRET_RW)
+            f.write("cli-new %s read 100000 100000 100000 100000\n" % SECRET_NEW)
+        reloads = sum(1 for line in node.lines if '"keys_reloaded"' in line)
+        node.proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while sum(1 for line in node.lines if '"keys_reloaded"' in line) == reloads:
+            check(time.monotonic() < deadline, "no keys_reloaded line after SIGHUP")
+            time.sleep(0.02)
+        # The same connection, after the reload: the removed key is unknown, the new one reads.
+        status, body = signed_get(connection, "cli-ro", SECRET_RO, "/v1/accounts/90/balances", "reload-2")
+        check(status == 401 and b"unauthorized" in body, "after the reload cli-ro is refused: %d %r" % (status, body))
+        status, body = signed_get(connection, "cli-new", SECRET_NEW, "/v1/accounts/90/balances", "reload-3")
+        check(status == 200, "after the reload cli-new reads: %d %r" % (status, body))
+    finally:
+        connection.close()
+
+
 def signed_node_tests(ctx):
     """Runs the signed-mode checks; returns a list of (name, error or None)."""
     folder = make_temp_dir("balancectl-test-auth-")
@@ -819,6 +857,7 @@ def signed_node_tests(ctx):
             EXIT_REFUSED, "balance", "90", env={"BALANCED_API_KEY": "cli-rw", "BALANCED_API_SECRET": SECRET_RO}))
         case("signed/unknown_key", lambda: ctl.fails(
             EXIT_REFUSED, "balance", "90", env={"BALANCED_API_KEY": "nobody", "BALANCED_API_SECRET": SECRET_RW}))
+        case("signed/keys_reload", lambda: keys_reload(node, keys))  # last: it changes the keys
         return results
     finally:
         node.stop()
