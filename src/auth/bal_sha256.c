@@ -238,7 +238,7 @@ static size_t pad_tail(const uint8_t *tail, size_t tail_length, uint64_t total,
     assert(tail_length < BAL_SHA256_BLOCK_BYTES);
     size_t count = tail_length + 9 <= BAL_SHA256_BLOCK_BYTES ? 1 : 2;
     size_t end = count * BAL_SHA256_BLOCK_BYTES;
-    memcpy(blocks, tail, tail_length);
+    if (tail_length > 0) memcpy(blocks, tail, tail_length); /* tail may be NULL when empty */
     blocks[tail_length] = 0x80;
     memset(blocks + tail_length + 1, 0, end - 8 - tail_length - 1);
     store_be64(blocks + end - 8, total * 8);
@@ -251,7 +251,9 @@ static void digest_from(uint32_t h[8], const uint8_t *data, size_t length, uint6
     size_t whole = length / BAL_SHA256_BLOCK_BYTES;
     if (whole > 0) compress(h, data, whole);
     uint8_t tail[2 * BAL_SHA256_BLOCK_BYTES];
-    size_t tail_blocks = pad_tail(data + whole * BAL_SHA256_BLOCK_BYTES, length % BAL_SHA256_BLOCK_BYTES, total, tail);
+    /* data is NULL for an empty message: no pointer arithmetic on it then. */
+    const uint8_t *rest = length > 0 ? data + whole * BAL_SHA256_BLOCK_BYTES : NULL;
+    size_t tail_blocks = pad_tail(rest, length % BAL_SHA256_BLOCK_BYTES, total, tail);
     compress(h, tail, tail_blocks);
     explicit_bzero(tail, sizeof tail);
 }
