@@ -18,6 +18,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bal_hash.h"
 #include "bal_log.h"
 #include "bal_node_internal.h"
 #include "bal_render.h"
@@ -40,16 +41,56 @@ typedef struct lookup_state {
     bool overflow;
     uint64_t *foreign;                /* per command: sequence+1 of a foreign use, 0 if none */
     bool replay;                      /* recovery: a logged command was not foreign then */
+    /* The batch's commands by id: chains of command indexes + 1 from heads[hash & mask]. A
+     * replay after a clean stop finds every id of its batches in the journal; comparing each
+     * found id with every command of the batch made that quadratic (36 s to restart with a
+     * million log records after the snapshot). */
+    uint32_t *heads;
+    uint32_t *next;
+    uint64_t *hashes;
+    uint64_t mask;
 } lookup_state;
+
+#define LOOKUP_HASH_SEED 0x6c6f6f6b7570ull
+
+/* Indexes the batch's commands with an id by the id's hash. false: out of memory. */
+static bool index_commands(lookup_state *state) {
+    uint64_t slots = 1;
+    while (slots < 2 * (uint64_t)state->count) slots <<= 1;
+    state->mask = slots - 1;
+    state->heads = calloc(slots, sizeof(uint32_t));
+    state->next = malloc(state->count * sizeof(uint32_t));
+    state->hashes = malloc(state->count * sizeof(uint64_t));
+    if (state->heads == NULL || state->next == NULL || state->hashes == NULL) return false;
+    for (size_t i = state->count; i-- > 0;) { /* backwards: each chain lists its commands in order */
+        const bal_command *c = &state->shard->commands[i];
+        state->next[i] = 0;
+        if (c->transaction_id_length == 0) continue;
+        uint64_t hash = bal_hash_bytes(c->transaction_id, c->transaction_id_length, LOOKUP_HASH_SEED);
+        state->hashes[i] = hash;
+        state->next[i] = state->heads[hash & state->mask];
+        state->heads[hash & state->mask] = (uint32_t)i + 1;
+    }
+    return true;
+}
+
+static void free_index(lookup_state *state) {
+    free(state->heads);
+    free(state->next);
+    free(state->hashes);
+}
 
 static void recall_rows(lookup_state *state) {
     if (state->row_count == 0) return;
     bal_shard *shard = state->shard;
     const char *id = state->rows[0].transaction_id;
     size_t id_length = strlen(id);
-    for (size_t i = 0; i < state->count; i++) {
+    uint64_t hash = bal_hash_bytes(id, id_length, LOOKUP_HASH_SEED);
+    for (uint32_t link = state->heads[hash & state->mask]; link != 0; link = state->next[link - 1]) {
+        size_t i = link - 1;
         const bal_command *c = &shard->commands[i];
-        if (c->transaction_id_length != id_length || memcmp(c->transaction_id, id, id_length) != 0) continue;
+        if (state->hashes[i] != hash || c->transaction_id_length != id_length ||
+            memcmp(c->transaction_id, id, id_length) != 0) continue;
         if (shard->recalls[i].original != NULL || state->foreign[i] != 0) continue;
         uint64_t foreign_sequence = 0;
         int found = bal_bridge_recall(shard->index, state->rows, state->row_count, &shard->recalled_commands[i],
@@ -92,11 +133,13 @@ static void look_up_ids(bal_shard *shard, size_t count, size_t wanted, uint64_t 
         texts[k][c->transaction_id_length] = '\0';
         ids[k] = texts[k];
     }
-    lookup_state state = {shard, count, rows, 0, false, foreign, replay};
+    lookup_state state = {shard, count, rows, 0, false, foreign, replay, NULL, NULL, NULL, 0};
+    if (!index_commands(&state)) shard_fatal(shard, "out_of_memory", "id look-up");
     char error[512];
     bal_journal_status status = bal_journal_find_transactions(shard->reader, ids, wanted, on_row, &state, error, sizeof(error));
     if (status != BAL_JOURNAL_OK) shard_fatal(shard, "journal_lookup", error);
     recall_rows(&state);
+    free_index(&state);
     atomic_fetch_add(&shard->node->metrics.id_lookups, wanted);
     free(ids);
     free(texts);
