@@ -17,12 +17,13 @@ bal_journal_status bal_journal_scan_transaction_hashes(bal_journal *journal, bal
     *count_out = 0;
     sqlite3_stmt *statement = NULL;
     int rc = sqlite3_prepare_v2(journal->db,
-                                "SELECT transaction_hash FROM journal_by_transaction_run",
+                                "SELECT transaction_hash, shard, sequence FROM journal_by_transaction_run",
                                 -1, &statement, NULL);
     if (rc != SQLITE_OK) return bal_journal_sqlite_failure(journal, rc, "prepare hash scan", errstr, errstr_size);
     uint64_t count = 0;
     while ((rc = sqlite3_step(statement)) == SQLITE_ROW) {
-        fn(context, (uint64_t)sqlite3_column_int64(statement, 0));
+        fn(context, (uint64_t)sqlite3_column_int64(statement, 0), (uint32_t)sqlite3_column_int64(statement, 1),
+           (uint64_t)sqlite3_column_int64(statement, 2));
         count++;
     }
     sqlite3_finalize(statement);

@@ -13,8 +13,8 @@
 uint64_t bal_journal_transaction_hash(const char *id, size_t length);
 
 /* Called once per stored transaction (per shard that stored rows of it) with its hash,
- * bal_journal_transaction_hash() of its id. */
-typedef void (*bal_journal_hash_visit_fn)(void *context, uint64_t hash);
+ * bal_journal_transaction_hash() of its id, and that shard and its sequence there. */
+typedef void (*bal_journal_hash_visit_fn)(void *context, uint64_t hash, uint32_t shard, uint64_t sequence);
 
 /* Reads the hashes from the look-up index alone (it holds one entry per transaction and
  * shard), in one read transaction. *count_out: how many were visited. */
