@@ -207,6 +207,49 @@ def restart_keeps_every_id(c):
     check_balances(c, "after the restarts")
 
 
+@suite.test
+def replay_after_snapshots(c):
+    """Snapshots every 100 records, then a clean stop: at start-up the id filter holds the
+    journal's ids up to each shard's snapshot and replay adds the rest as it goes, without
+    asking the journal about the replayed commands' own ids; every id is still a duplicate
+    afterwards, with its original sequence."""
+    node = h.Server(h.find_binary(ARGS.bin), shards=2,
+                    args=["--idempotency-count", "16", "--id-filter-bytes", "1048576", "--snapshot-every", "100"])
+    node.start()
+    try:
+        k = node.client()
+        used = {}
+        bodies = [deposit(7001 + i % 16, "USDT", "1", txid=new_id("replay")) for i in range(600)]
+        for i in range(0, len(bodies), 50):
+            r = k.batch(bodies[i:i + 50])
+            c.ok(r.status == 200 and isinstance(r.body, dict), "batch: %r" % (r,))
+            for body, item in zip(bodies[i:i + 50], r.body.get("results", [])):
+                c.ok(item.get("result") == "ok", "deposit: %r" % (item,))
+                used[body["transaction_id"]] = item.get("sequence")
+        c.eq(node.stop(signal.SIGTERM), 0, "clean stop")
+        node.start()
+        loaded = [e for e in node.log_events() if e.get("event") == "id_filter_loaded"]
+        c.ok(len(loaded) == 1 and loaded[0].get("ids", 0) > 0 and loaded[0].get("left_to_replay", 0) > 0,
+             "the filter loaded ids up to the snapshots and left the rest to replay: %r" % (loaded,))
+        k = node.client()
+        text = k.get("/metrics").raw.decode("utf-8")
+        m = re.search(r"^balanced_id_lookups_total (\d+)", text, re.M)
+        lookups = int(m.group(1)) if m else -1
+        left = loaded[0].get("left_to_replay", 0) if loaded else 0
+        c.ok(0 <= lookups < max(5, left // 10), "replay asked the journal %d times for %d replayed ids" % (lookups, left))
+        for body in bodies:
+            r = k.tx(body)
+            got = r.body if isinstance(r.body, dict) else {}
+            c.ok(r.status == 200 and got.get("duplicate") is True and got.get("sequence") == used[body["transaction_id"]],
+                 "retry of %s after the restart: %r" % (body["transaction_id"], r))
+        for account in range(7001, 7017):
+            got = k.balance(account, "USDT")
+            c.eq(Decimal(got.get("available", "0")), Decimal(sum(1 for i in range(600) if 7001 + i % 16 == account)),
+                 "account %d after the restart (%r)" % (account, got))
+    finally:
+        node.stop()
+
+
 def setup():
     binary = h.find_binary(ARGS.bin)
     h.require_binary(binary)
