@@ -5,8 +5,11 @@
  *
  *   bench_auth [REQUESTS]     (default 1000000)
  *
- * Prints "sign_us=<X> check_charge_us=<Y>": the client's signature (bal_sign_request) and
- * the server's check plus charge, per request. It sits beside the load generator because
+ * Prints "sign_us=<X> check_charge_us=<Y> by_name_us=<Z>": the client's signature
+ * (bal_sign_request); the server's check plus charge as the node makes them (through a
+ * reader, with a grant: bal_auth_check_grant, bal_auth_charge_grant); and the same with
+ * bal_auth_check and bal_auth_charge by key name, a key-set reference each. Half of the
+ * requests go each way, alternating in blocks. It sits beside the load generator because
  * scripts/bench_http.sh measures the same path end to end; this is the part of it that
  * src/auth owns.
  */
@@ -22,6 +25,7 @@
 #define BENCH_AUTH_REQUESTS_DEFAULT 1000000ull
 #define BENCH_AUTH_REQUESTS_MAX 10000000ull
 #define BENCH_AUTH_NONCE_BYTES 48
+#define BENCH_AUTH_BLOCK 10000 /* requests checked one way before switching to the other */
 #define BENCH_AUTH_KEY "bench"
 #define BENCH_AUTH_SECRET "bench-secret-0123456789abcdef0123456789abcdef"
 #define BENCH_AUTH_PATH "/v1/transactions"
@@ -78,7 +82,12 @@ int main(int argc, char **argv) {
                          strlen(request->nonce), BENCH_AUTH_BODY, body_length, request->signature);
     }
     double signed_at = bench_auth_seconds(CLOCK_MONOTONIC);
+    bal_auth_reader *reader = bal_auth_reader_open(auth);
+    if (reader == NULL) return 1;
     uint64_t refused = 0;
+    double seconds[2] = {0, 0};
+    uint64_t counts[2] = {0, 0};
+    double block_start = signed_at;
     for (uint64_t i = 0; i < requests; i++) {
         const bench_auth_signed *request = &signed_requests[i];
         bal_auth_request check = {
@@ -90,13 +99,28 @@ int main(int argc, char **argv) {
             .now_ms = now_ms,
         };
         bal_auth_decision decision;
-        bool allowed = bal_auth_check(auth, &check, BAL_PERMISSION_WRITE, &decision) &&
-                       bal_auth_charge(auth, decision.key_id, 1, now_ms, &decision);
+        unsigned way = (unsigned)((i / BENCH_AUTH_BLOCK) % 2); /* 0: as the node, 1: by name */
+        bool allowed;
+        if (way == 0) {
+            bal_auth_grant grant;
+            allowed = bal_auth_check_grant(auth, reader, &check, BAL_PERMISSION_WRITE, &decision, &grant) &&
+                      bal_auth_charge_grant(&grant, 1, now_ms, &decision);
+            bal_auth_grant_release(&grant);
+        } else {
+            allowed = bal_auth_check(auth, &check, BAL_PERMISSION_WRITE, &decision) &&
+                      bal_auth_charge(auth, decision.key_id, 1, now_ms, &decision);
+        }
         refused += allowed ? 0 : 1;
+        counts[way]++;
+        if ((i + 1) % BENCH_AUTH_BLOCK == 0 || i + 1 == requests) {
+            double now = bench_auth_seconds(CLOCK_MONOTONIC);
+            seconds[way] += now - block_start;
+            block_start = now;
+        }
     }
-    double checked_at = bench_auth_seconds(CLOCK_MONOTONIC);
-    printf("sign_us=%.3f check_charge_us=%.3f\n", (signed_at - start) * 1e6 / (double)requests,
-           (checked_at - signed_at) * 1e6 / (double)requests);
+    printf("sign_us=%.3f check_charge_us=%.3f by_name_us=%.3f\n", (signed_at - start) * 1e6 / (double)requests,
+           counts[0] ? seconds[0] * 1e6 / (double)counts[0] : 0.0, counts[1] ? seconds[1] * 1e6 / (double)counts[1] : 0.0);
+    bal_auth_reader_close(reader);
     free(signed_requests);
     bal_auth_destroy(auth);
     if (refused != 0) {
