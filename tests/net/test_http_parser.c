@@ -235,8 +235,27 @@ static void test_strings(void) {
     CHECK(!bal_http_equals_ignore_case("Content-Lengthx", 15, "content-length"));
 }
 
+/* Several names in one pass: any case, the first value and the count of repeats, absent
+ * names empty, names that share a prefix or a length kept apart. */
+static void test_find_all(void) {
+    const char *text = "GET / HTTP/1.1\r\nHost: h\r\nX-NONCE: n1\r\nx-api-key: k\r\nX-Nonce: n2\r\n"
+                       "X-Noncf: other\r\nX-Nonce-Extra: longer\r\nX-Timestamp:  17 \r\n\r\n";
+    size_t scan = 0;
+    CHECK(bal_http_parse_head(text, strlen(text), HEAD_MAX, &scan, &head) == BAL_HTTP_PARSE_COMPLETE);
+    static const char *const names[] = {"x-nonce", "x-api-key", "x-timestamp", "x-signature", "host"};
+    bal_http_field fields[5];
+    bal_http_head_find_all(&head, names, 5, fields);
+    CHECK(fields[0].count == 2 && fields[0].length == 2 && memcmp(fields[0].value, "n1", 2) == 0);
+    CHECK(fields[1].count == 1 && fields[1].length == 1 && fields[1].value[0] == 'k');
+    CHECK(fields[2].count == 1 && fields[2].length == 2 && memcmp(fields[2].value, "17", 2) == 0);
+    CHECK(fields[3].count == 0 && fields[3].value == NULL && fields[3].length == 0);
+    CHECK(fields[4].count == 1 && fields[4].length == 1 && fields[4].value[0] == 'h');
+    bal_http_head_find_all(&head, names, 0, fields); /* no names: nothing to do */
+}
+
 int main(void) {
     test_simple_post();
+    test_find_all();
     test_get_and_versions();
     test_targets();
     test_framing_refusals();
