@@ -143,10 +143,16 @@ static void remember_one(bal_ids *ids, uint64_t hash) {
     }
 }
 
+/* Filter blocks prefetched ahead of the one being set: each is a cache miss at random. */
+#define REMEMBER_PREFETCH_DISTANCE 8
+
 void bal_ids_remember(bal_ids *ids, const uint64_t *hashes, const bool *fresh, size_t count) {
     assert(ids != NULL && (count == 0 || hashes != NULL));
     uint64_t added = 0;
     for (size_t i = 0; i < count; i++) {
+        if (i + REMEMBER_PREFETCH_DISTANCE < count) {
+            __builtin_prefetch(filter_block(ids, hashes[i + REMEMBER_PREFETCH_DISTANCE]), 1);
+        }
         if (fresh != NULL && !fresh[i]) continue;
         remember_one(ids, hashes[i]);
         added++;

@@ -615,7 +615,15 @@ typedef struct id_load {
     uint32_t shard_count;
     const uint64_t *snapshot_sequence; /* per shard: the last sequence its snapshot covers */
     uint64_t remembered;
+    size_t pending;                    /* hashes waiting in batch: remembered together, */
+    uint64_t batch[256];               /* so that the filter can prefetch their blocks */
 } id_load;
+
+static void remember_batch(id_load *load) {
+    bal_ids_remember(load->ids, load->batch, NULL, load->pending);
+    load->remembered += load->pending;
+    load->pending = 0;
+}
 
 static void remember_hash(void *context, uint64_t hash, uint32_t shard, uint64_t sequence) {
     id_load *load = context;
@@ -626,8 +634,8 @@ static void remember_hash(void *context, uint64_t hash, uint32_t shard, uint64_t
      * (every replayed id is in the journal then). A later use of the same id finds it in the
      * filter again. */
     if (shard < load->shard_count && sequence > load->snapshot_sequence[shard]) return;
-    bal_ids_remember(load->ids, &hash, NULL, 1);
-    load->remembered++;
+    load->batch[load->pending++] = hash;
+    if (load->pending == sizeof(load->batch) / sizeof(load->batch[0])) remember_batch(load);
 }
 
 /* The id filter starts with every id the journal holds up to each shard's snapshot; replay
@@ -641,13 +649,14 @@ static bool load_ids(bal_node *node) {
     uint64_t count = 0;
     uint64_t snapshot_sequence[BAL_NODE_SHARDS_MAX];
     for (uint32_t s = 0; s < node->config.shard_count; s++) snapshot_sequence[s] = bal_ledger_sequence(node->shards[s].ledger);
-    id_load load = {node->ids, node->config.shard_count, snapshot_sequence, 0};
+    id_load load = {.ids = node->ids, .shard_count = node->config.shard_count, .snapshot_sequence = snapshot_sequence};
     char error[512];
     if (bal_journal_scan_transaction_hashes(node->writer, remember_hash, &load, &count, error, sizeof(error)) !=
         BAL_JOURNAL_OK) {
         bal_log(BAL_LOG_ERROR, "id_filter_load_failed", "\"detail\":\"%.300s\"", error);
         return false;
     }
+    remember_batch(&load);
     uint64_t design_ids = node->config.id_filter_bytes * 8 / 16;
     bal_log(count > design_ids ? BAL_LOG_WARN : BAL_LOG_INFO, "id_filter_loaded",
             "\"ids\":%llu,\"left_to_replay\":%llu,\"design_ids\":%llu,\"bytes\":%llu,\"ms\":%.1f",
