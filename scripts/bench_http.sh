@@ -16,7 +16,7 @@
 # cores one shard measured 1.4x the pipelined and 1.2x the unpipelined throughput of two,
 # docs/benchmarks.md),
 # BENCH_AUTH_PAIRS (7) and BENCH_AUTH_REQUESTS (600000) for the signed comparison,
-# BENCH_AUTH_SUSTAINED_PAIRS (3; 0 skips it) and BENCH_AUTH_SUSTAINED_REQUESTS (3000000) for
+# BENCH_AUTH_SUSTAINED_PAIRS (5; 0 skips it) and BENCH_AUTH_SUSTAINED_REQUESTS (3000000) for
 # the sustained one.
 #
 # single-signed is not compared with "single" above: it comes from its own comparison of
@@ -96,7 +96,7 @@ echo "http open-loop rate=$rate p50_ms=$(field p50_ms "$open") p95_ms=$(field p9
 # that bound, like "http single", where the journal's work is part of every request.
 pairs=${BENCH_AUTH_PAIRS:-7}
 requests=${BENCH_AUTH_REQUESTS:-600000}
-sustained_pairs=${BENCH_AUTH_SUSTAINED_PAIRS:-3}
+sustained_pairs=${BENCH_AUTH_SUSTAINED_PAIRS:-5}
 sustained_requests=${BENCH_AUTH_SUSTAINED_REQUESTS:-3000000}
 if (( pairs < 1 || requests < 1000 || requests > 900000 )); then
   echo "bench-http: BENCH_AUTH_PAIRS must be at least 1, BENCH_AUTH_REQUESTS 1000 to 900000" >&2; exit 1
