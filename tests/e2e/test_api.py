@@ -179,13 +179,14 @@ def cli_help_and_invalid_flags(c):
     c.eq(code, 0, "--help exit code")
     text = out + err
     for flag in ("--listen", "--data-dir", "--shards", "--http-threads", "--balance-capacity",
-                 "--snapshot-every", "--log-level"):
+                 "--snapshot-every", "--log-level", "--nonce-memory"):
         c.ok(flag in text, "--help does not mention %s" % flag)
     d = h.make_temp_dir()
     base = ["--listen", "127.0.0.1:0", "--data-dir", d]
     bad = [["--shards", "abc"], ["--shards", "0"], ["--shards", "-1"], ["--listen", "127.0.0.1:notaport"],
            ["--http-threads", "x"], ["--balance-capacity", "lots"], ["--snapshot-every", "-3"],
-           ["--log-level", "loud"], ["--no-such-flag", "1"]]
+           ["--log-level", "loud"], ["--no-such-flag", "1"], ["--nonce-memory", "0"],
+           ["--nonce-memory", "67108865"]]
     for extra in bad:
         flags = {"--listen": "127.0.0.1:0", "--data-dir": d, "--shards": "1"}
         flags[extra[0]] = extra[1]
