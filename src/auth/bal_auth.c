@@ -28,7 +28,6 @@
 #include "bal_sign.h"
 
 _Static_assert(BAL_AUTH_SIGNATURE_LENGTH == BAL_SIGN_HEX_LENGTH, "the header carries the signer's hex");
-_Static_assert(BAL_AUTH_NONCE_DIGEST_BYTES <= BAL_SIGN_DIGEST_BYTES, "a nonce digest is a cut SHA-256");
 _Static_assert(BAL_AUTH_TIMESTAMP_DIGITS_MAX <= 18, "a timestamp cannot overflow int64 while read");
 
 #define BAL_AUTH_MS_PER_S 1000

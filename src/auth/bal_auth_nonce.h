@@ -8,10 +8,10 @@
  * The memory holds at most count_max entries, allocated at creation. When it is full it
  * refuses new nonces: forgetting an entry early would let its request be replayed.
  *
- * Entries are 128-bit digests of (key id, nonce) under a random per-process seed, so
- * nonces are per key, an entry is small (32 bytes with its links), and a client cannot
- * choose nonces that pile into one hash chain. A collision between two different
- * (key, nonce) pairs needs about 2^64 attempts.
+ * Entries are 128-bit digests of (key id, nonce): SipHash-2-4-128 under a random
+ * per-process key (bal_siphash.h), so nonces are per key, an entry is small (32 bytes with
+ * its links), and a client cannot choose nonces that pile into one hash chain. A collision
+ * between two different (key, nonce) pairs needs about 2^64 attempts.
  *
  * Reclamation is a timing wheel of one-second slots spanning twice the window (the
  * furthest expiry a fresh entry can have): each call first frees the entries of the slots

@@ -13,6 +13,7 @@
 #include <openssl/hmac.h>
 
 #include "bal_sha256.h"
+#include "bal_siphash.h"
 #include "bal_sign.h"
 #include "bal_test.h"
 
@@ -125,6 +126,35 @@ static void against_openssl(void) {
     }
 }
 
+/* SipHash-2-4-128 (the nonce memory's digest): the reference implementation's vectors,
+ * key 00..0f, message 00..(n-1). */
+static void siphash_known_answers(void) {
+    static const struct {
+        size_t length;
+        const char *hex;
+    } vectors[] = {
+        {0, "a3817f04ba25a8e66df67214c7550293"},  {1, "da87c1d86b99af44347659119b22fc45"},
+        {7, "a1f1ebbed8dbc153c0b84aa61ff08239"},  {8, "3b62a9ba6258f5610f83e264f31497b4"},
+        {15, "5493e99933b0a8117e08ec0f97cfc3d9"}, {16, "6ee2a4ca67b054bbfd3315bf85230577"},
+        {63, "5150d1772f50834a503e069a973fbd7c"},
+    };
+    uint8_t key[BAL_SIPHASH_KEY_BYTES], message[64];
+    for (unsigned i = 0; i < sizeof key; i++) key[i] = (uint8_t)i;
+    for (unsigned i = 0; i < sizeof message; i++) message[i] = (uint8_t)i;
+    for (size_t v = 0; v < sizeof vectors / sizeof vectors[0]; v++) {
+        uint8_t expected[BAL_SIPHASH_128_BYTES], got[BAL_SIPHASH_128_BYTES];
+        hex_to_bytes(vectors[v].hex, expected, sizeof expected);
+        bal_siphash128(key, message, vectors[v].length, got);
+        if (memcmp(got, expected, sizeof got) != 0) fprintf(stderr, "siphash length %zu\n", vectors[v].length);
+        CHECK(memcmp(got, expected, sizeof got) == 0);
+    }
+    uint8_t empty[BAL_SIPHASH_128_BYTES], expected[BAL_SIPHASH_128_BYTES];
+    bal_siphash128(key, NULL, 0, empty); /* an empty message may be NULL */
+    hex_to_bytes(vectors[0].hex, expected, sizeof expected);
+    CHECK(memcmp(empty, expected, sizeof empty) == 0);
+    printf("auth/sha256: SipHash-2-4-128 known answers: ok\n");
+}
+
 int main(void) {
     const char *seed_text = getenv("BAL_TEST_SEED");
     rng_state = (seed_text != NULL ? strtoull(seed_text, NULL, 10) : 0x5eed5a256ull) | 1;
@@ -142,5 +172,6 @@ int main(void) {
         against_openssl();
         printf("auth/sha256: %s: known answers and %u random cases against OpenSSL: ok\n", modes[m], RANDOM_CASES);
     }
+    siphash_known_answers();
     return bal_test_finish("auth/sha256");
 }
