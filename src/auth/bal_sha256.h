@@ -1,8 +1,8 @@
 /*
  * bal_sha256.h -- SHA-256 (FIPS 180-4) and HMAC-SHA256 (RFC 2104), allocation-free.
  *
- * Why our own: a signed request costs about eight SHA-256 blocks (the body's hash, the
- * HMAC's inner and outer passes, the nonce memory's digest). Through OpenSSL 3's EVP layer
+ * Why our own: a signed request costs about six SHA-256 blocks (the body's hash, the
+ * HMAC's inner and outer passes). Through OpenSSL 3's EVP layer
  * each call also copied contexts, allocated and cleansed -- measured as much again as the
  * blocks themselves (docs/benchmarks.md, Authenticated path). Here a state is a plain
  * struct on the stack, and an HMAC key is hashed into its inner and outer states once, so a
